@@ -1,0 +1,144 @@
+package annotations
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Graph is the task graph of one run.
+type Graph struct {
+	tasks      map[string]*Task
+	downstream map[string][]string
+}
+
+// NewGraph builds the graph of the given tasks, which must belong to one run.
+// It reports duplicate task names (the first one is kept) and cycles.
+func NewGraph(tasks []*Task) (*Graph, []error) {
+	g := &Graph{tasks: map[string]*Task{}, downstream: map[string][]string{}}
+	var errs []error
+	for _, t := range tasks {
+		if _, dup := g.tasks[t.Name]; dup {
+			errs = append(errs, fmt.Errorf("task %q appears more than once in run %q", t.Name, t.Run))
+			continue
+		}
+		g.tasks[t.Name] = t
+	}
+	for _, name := range g.Names() {
+		for _, up := range g.tasks[name].Upstreams() {
+			g.downstream[up] = append(g.downstream[up], name)
+		}
+	}
+	if cycle := g.Cycle(); cycle != nil {
+		errs = append(errs, fmt.Errorf("run %q has a dependency cycle: %s", tasks[0].Run, strings.Join(cycle, " -> ")))
+	}
+	return g, errs
+}
+
+// Task returns the named task, or nil.
+func (g *Graph) Task(name string) *Task { return g.tasks[name] }
+
+// Names returns the task names, sorted.
+func (g *Graph) Names() []string {
+	names := make([]string, 0, len(g.tasks))
+	for n := range g.tasks {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Downstream returns the tasks that name the given task as an upstream, sorted.
+// The upstream need not exist in the graph.
+func (g *Graph) Downstream(name string) []string { return g.downstream[name] }
+
+// Missing returns the upstreams named by tasks of the graph that are not in it.
+func (g *Graph) Missing() []string {
+	var missing []string
+	for up := range g.downstream {
+		if _, ok := g.tasks[up]; !ok {
+			missing = append(missing, up)
+		}
+	}
+	slices.Sort(missing)
+	return missing
+}
+
+// Cycle returns one dependency cycle as a path that starts and ends with the
+// same task (a -> b -> a), or nil when the graph is acyclic. Upstreams that are
+// not in the graph are ignored.
+func (g *Graph) Cycle() []string {
+	const (
+		unvisited = iota
+		onStack
+		done
+	)
+	state := map[string]int{}
+	var stack []string
+	var visit func(string) []string
+	visit = func(n string) []string {
+		state[n] = onStack
+		stack = append(stack, n)
+		for _, up := range g.tasks[n].Upstreams() {
+			if _, ok := g.tasks[up]; !ok {
+				continue
+			}
+			switch state[up] {
+			case onStack:
+				i := slices.Index(stack, up)
+				cycle := slices.Clone(stack[i:])
+				slices.Reverse(cycle) // upstream first: the order things would run in
+				return append([]string{cycle[len(cycle)-1]}, cycle...)
+			case unvisited:
+				if c := visit(up); c != nil {
+					return c
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[n] = done
+		return nil
+	}
+	for _, n := range g.Names() {
+		if state[n] == unvisited {
+			if c := visit(n); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// Order returns the tasks in a topological order (upstreams first, ties by
+// name), or an error naming a cycle.
+func (g *Graph) Order() ([]string, error) {
+	if c := g.Cycle(); c != nil {
+		return nil, fmt.Errorf("dependency cycle: %s", strings.Join(c, " -> "))
+	}
+	indegree := map[string]int{}
+	for _, n := range g.Names() {
+		for _, up := range g.tasks[n].Upstreams() {
+			if _, ok := g.tasks[up]; ok {
+				indegree[n]++
+			}
+		}
+	}
+	var ready, order []string
+	for _, n := range g.Names() {
+		if indegree[n] == 0 {
+			ready = append(ready, n)
+		}
+	}
+	for len(ready) > 0 {
+		n := ready[0]
+		ready = ready[1:]
+		order = append(order, n)
+		for _, d := range g.downstream[n] {
+			if indegree[d]--; indegree[d] == 0 {
+				ready = append(ready, d)
+				slices.Sort(ready)
+			}
+		}
+	}
+	return order, nil
+}

@@ -1,0 +1,111 @@
+// Package annotations is the sluice API: the sluice.dev/ labels and
+// annotations a user puts on Jobs and Pods, their parsing and validation, and
+// the task graph of a run. It is pure Go so the webhook, the controller and
+// the kubectl plugin share one definition.
+package annotations
+
+// Prefix is the key prefix of every sluice label and annotation.
+const Prefix = "sluice.dev/"
+
+// Labels.
+const (
+	// PipelineLabel opts an object in; its value names the pipeline.
+	PipelineLabel = Prefix + "pipeline"
+	// RunLabel names one execution of a pipeline; defaults to the pipeline name.
+	RunLabel = Prefix + "run"
+	// TaskLabel names the task within its run; defaults to the object's name.
+	TaskLabel = Prefix + "task"
+	// PhaseLabel is owned by the controller and holds the task's Phase.
+	PhaseLabel = Prefix + "phase"
+)
+
+// Annotations.
+const (
+	// AfterAnnotation is a comma list of upstream tasks that must finish first.
+	AfterAnnotation = Prefix + "after"
+	// InputsAnnotation is "name=task.output, ...". Each input implies after: task.
+	InputsAnnotation = Prefix + "inputs"
+	// OutputsAnnotation is "name[:Type], ...".
+	OutputsAnnotation = Prefix + "outputs"
+	// WhenAnnotation is a CEL condition over upstream results.
+	WhenAnnotation = Prefix + "when"
+	// TriggerAnnotation selects which upstream outcomes release the task.
+	TriggerAnnotation = Prefix + "trigger"
+	// GPUAnnotation is the number of GPUs the step needs.
+	GPUAnnotation = Prefix + "gpu"
+	// AcceleratorAnnotation is the GPU type the step needs.
+	AcceleratorAnnotation = Prefix + "accelerator"
+	// StorageClassAnnotation overrides the storage class of the run's artifact volume.
+	StorageClassAnnotation = Prefix + "storage-class"
+	// ArtifactSizeAnnotation overrides the size of the run's artifact volume.
+	ArtifactSizeAnnotation = Prefix + "artifact-size"
+	// ResultsAnnotation is owned by the controller: JSON of the task's output parameters.
+	ResultsAnnotation = Prefix + "results"
+	// ReasonAnnotation is owned by the controller: one line saying why the phase is what it is.
+	ReasonAnnotation = Prefix + "reason"
+)
+
+// UpstreamGate is the scheduling gate that holds a bare Pod until its
+// upstream tasks are done.
+const UpstreamGate = Prefix + "upstream"
+
+// Paths and names the webhook injects into every step.
+const (
+	// ArtifactVolume is the name of the pod volume holding the run's artifacts.
+	ArtifactVolume = "sluice-artifacts"
+	// OutputsDir is where each declared output is mounted read-write.
+	OutputsDir = "/sluice/outputs"
+	// InputsDir is where each declared input is mounted read-only.
+	InputsDir = "/sluice/inputs"
+)
+
+// Phase is the state of one task, kept in its PhaseLabel.
+type Phase string
+
+// The phases of a task.
+const (
+	PhaseWaiting        Phase = "Waiting"
+	PhaseRunning        Phase = "Running"
+	PhaseSucceeded      Phase = "Succeeded"
+	PhaseFailed         Phase = "Failed"
+	PhaseSkipped        Phase = "Skipped"
+	PhaseUpstreamFailed Phase = "UpstreamFailed"
+)
+
+// Finished reports whether the phase is final: the task will never run (again).
+func (p Phase) Finished() bool {
+	switch p {
+	case PhaseSucceeded, PhaseFailed, PhaseSkipped, PhaseUpstreamFailed:
+		return true
+	}
+	return false
+}
+
+// Trigger values.
+const (
+	TriggerAllSucceeded = "all-succeeded"
+	TriggerAllDone      = "all-done"
+	TriggerAnyFailed    = "any-failed"
+)
+
+// userKeys are the keys a user may set, labels and annotations alike; the
+// controller-owned keys are listed apart so the validator can protect them.
+var userLabels = []string{PipelineLabel, RunLabel, TaskLabel}
+
+var userAnnotations = []string{
+	AfterAnnotation, InputsAnnotation, OutputsAnnotation, WhenAnnotation, TriggerAnnotation,
+	GPUAnnotation, AcceleratorAnnotation, StorageClassAnnotation, ArtifactSizeAnnotation,
+}
+
+// ControllerLabels and ControllerAnnotations are written only by the controller.
+var (
+	ControllerLabels      = []string{PhaseLabel}
+	ControllerAnnotations = []string{ResultsAnnotation, ReasonAnnotation}
+)
+
+// GraphKeys are the keys that define a task's place in its run's graph; they
+// are immutable once the object exists.
+var GraphKeys = []string{
+	PipelineLabel, RunLabel, TaskLabel,
+	AfterAnnotation, InputsAnnotation, OutputsAnnotation, WhenAnnotation, TriggerAnnotation,
+}

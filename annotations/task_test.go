@@ -1,0 +1,176 @@
+package annotations
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func object(name string, labels, annots map[string]string) *metav1.ObjectMeta {
+	return &metav1.ObjectMeta{Name: name, Namespace: "ml", Labels: labels, Annotations: annots}
+}
+
+func TestParse(t *testing.T) {
+	cases := map[string]struct {
+		obj     *metav1.ObjectMeta
+		want    *Task
+		wantErr []string // substrings, one per expected error, in order
+	}{
+		"defaults run to the pipeline and task to the name": {
+			obj:  object("prep", map[string]string{PipelineLabel: "churn"}, nil),
+			want: &Task{Namespace: "ml", Pipeline: "churn", Run: "churn", Name: "prep", Trigger: TriggerAllSucceeded},
+		},
+		"full task": {
+			obj: object("train-job", map[string]string{PipelineLabel: "churn", RunLabel: "r1", TaskLabel: "train"}, map[string]string{
+				AfterAnnotation:   " validate ,prep",
+				InputsAnnotation:  "dataset=prep.processed_data, stats=prep.stats",
+				OutputsAnnotation: "model:Model, log",
+				TriggerAnnotation: "all-done",
+				WhenAnnotation:    " tasks.prep.phase == 'Succeeded' ",
+			}),
+			want: &Task{
+				Namespace: "ml", Pipeline: "churn", Run: "r1", Name: "train",
+				After:   []string{"validate", "prep"},
+				Inputs:  []Input{{Name: "dataset", Task: "prep", Output: "processed_data"}, {Name: "stats", Task: "prep", Output: "stats"}},
+				Outputs: []Output{{Name: "model", Type: "Model"}, {Name: "log", Type: "Artifact"}},
+				Trigger: TriggerAllDone,
+				When:    "tasks.prep.phase == 'Succeeded'",
+			},
+		},
+		"malformed input names key, value and the expected form": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{InputsAnnotation: "dataset=prep"}),
+			wantErr: []string{`metadata.annotations[sluice.dev/inputs]: Invalid value: "dataset=prep": "dataset=prep": expected name=task.output`},
+		},
+		"empty item in after": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{AfterAnnotation: "a,,b"}),
+			wantErr: []string{`sluice.dev/after]: Invalid value: "a,,b": item 2 is empty`},
+		},
+		"bad task name in after": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{AfterAnnotation: "Prep_Data"}),
+			wantErr: []string{`"Prep_Data" is not a task name`},
+		},
+		"duplicate after": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{AfterAnnotation: "a, a"}),
+			wantErr: []string{`sluice.dev/after]: Duplicate value: "a"`},
+		},
+		"self dependency": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{InputsAnnotation: "x=t.y"}),
+			wantErr: []string{"a task cannot depend on itself"},
+		},
+		"inputs colliding on one env var": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{InputsAnnotation: "a-b=u.x, a_b=u.y"}),
+			wantErr: []string{`inputs "a-b" and "a_b" would both be SLUICE_INPUT_A_B`},
+		},
+		"bad output type": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{OutputsAnnotation: "model:1x"}),
+			wantErr: []string{`type "1x" must be a word`},
+		},
+		"unknown trigger": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{TriggerAnnotation: "always"}),
+			wantErr: []string{`sluice.dev/trigger]: Unsupported value: "always": supported values: "all-succeeded", "all-done", "any-failed"`},
+		},
+		"typo of a key gets a did-you-mean": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{Prefix + "afer": "a"}),
+			wantErr: []string{`metadata.annotations[sluice.dev/afer]: Invalid value: "a": unknown sluice key; did you mean sluice.dev/after?`},
+		},
+		"label key in the annotations is unknown there": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{RunLabel: "r"}),
+			wantErr: []string{`metadata.annotations[sluice.dev/run]: Invalid value: "r": unknown sluice key; known keys here:`},
+		},
+		"empty pipeline": {
+			obj:     object("t", map[string]string{PipelineLabel: ""}, nil),
+			wantErr: []string{"metadata.labels[sluice.dev/pipeline]: Required value: the pipeline name must not be empty"},
+		},
+		"generateName needs a task label": {
+			obj:     object("", map[string]string{PipelineLabel: "p"}, nil),
+			wantErr: []string{"metadata.labels[sluice.dev/task]: Required value: an object created with generateName"},
+		},
+		"object name that is no label": {
+			obj:     object("my.job", map[string]string{PipelineLabel: "p"}, nil),
+			wantErr: []string{`metadata.labels[sluice.dev/task]: Invalid value: "my.job": the object's name is the default task name`},
+		},
+		"every problem at once": {
+			obj: object("t", map[string]string{PipelineLabel: "p", RunLabel: "R!"}, map[string]string{
+				InputsAnnotation: "bad", OutputsAnnotation: "9lives",
+			}),
+			wantErr: []string{"sluice.dev/run", "sluice.dev/inputs", "sluice.dev/outputs"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, errs := Parse(tc.obj)
+			if len(errs) != len(tc.wantErr) {
+				t.Fatalf("got %d errors %v, want %d", len(errs), errs, len(tc.wantErr))
+			}
+			for i, want := range tc.wantErr {
+				if !strings.Contains(errs[i].Error(), want) {
+					t.Errorf("error %d = %q, want it to contain %q", i, errs[i].Error(), want)
+				}
+			}
+			if tc.want != nil {
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("Parse() (-want,+got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+func TestUpstreamsAndHeld(t *testing.T) {
+	task := &Task{After: []string{"b", "a"}, Inputs: []Input{{Name: "x", Task: "c"}, {Name: "y", Task: "a"}}}
+	if diff := cmp.Diff([]string{"a", "b", "c"}, task.Upstreams()); diff != "" {
+		t.Errorf("Upstreams() (-want,+got):\n%s", diff)
+	}
+	if !task.Held() {
+		t.Error("a task with upstreams must be held")
+	}
+	if (&Task{}).Held() {
+		t.Error("a root task must not be held")
+	}
+	if !(&Task{When: "true"}).Held() {
+		t.Error("a task with a condition must be held")
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	if got := InputEnv("processed-data"); got != "SLUICE_INPUT_PROCESSED_DATA" {
+		t.Errorf("InputEnv = %q", got)
+	}
+	if got := OutputEnv("model"); got != "SLUICE_OUTPUT_MODEL" {
+		t.Errorf("OutputEnv = %q", got)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("p", "r", "t", "a,b", "d=a.x, e=b.y", "m:Model, n", "all-done", "sluice.dev/afer")
+	f.Add("", "", "", ",,", "=.", ":", "", "sluice.dev/")
+	f.Add("p", "p", "x", " x ", "x=x.x", "x:X", "any-failed", "sluice.dev/gpu")
+	f.Fuzz(func(t *testing.T, pipeline, run, task, after, inputs, outputs, trigger, extra string) {
+		obj := object("obj", map[string]string{PipelineLabel: pipeline, RunLabel: run, TaskLabel: task},
+			map[string]string{AfterAnnotation: after, InputsAnnotation: inputs, OutputsAnnotation: outputs, TriggerAnnotation: trigger, extra: "v"})
+		got, errs := Parse(obj)
+		if len(errs) > 0 {
+			return
+		}
+		// A task that parses cleanly must be usable as-is by the webhook and
+		// the controller: names are labels, artifact env names are unique, and
+		// a task never waits on itself.
+		for _, up := range got.Upstreams() {
+			if up == got.Name || up == "" {
+				t.Fatalf("task %q has upstream %q", got.Name, up)
+			}
+		}
+		seen := map[string]bool{}
+		for _, in := range got.Inputs {
+			if seen[InputEnv(in.Name)] || in.Output == "" {
+				t.Fatalf("input %+v repeats an env name or names no output", in)
+			}
+			seen[InputEnv(in.Name)] = true
+		}
+		if got.Run == "" || got.Name == "" || got.Pipeline == "" {
+			t.Fatalf("clean parse left a name empty: %+v", got)
+		}
+	})
+}
