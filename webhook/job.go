@@ -1,0 +1,85 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/sluice-dev/sluice/annotations"
+)
+
+var jobKind = batchv1.SchemeGroupVersion.WithKind("Job").GroupKind()
+
+// JobWebhook mutates and validates sluice Jobs.
+type JobWebhook struct{}
+
+var (
+	_ admission.Defaulter[*batchv1.Job] = &JobWebhook{}
+	_ admission.Validator[*batchv1.Job] = &JobWebhook{}
+)
+
+// Default turns a labelled Job into a pipeline step on creation: it writes
+// the task labels on the Job and its pod template, injects artifacts and
+// env, and suspends the Job when it has to wait for upstream tasks.
+func (w *JobWebhook) Default(ctx context.Context, job *batchv1.Job) error {
+	if !annotations.IsSluiceObject(job) || !isCreate(ctx) {
+		return nil
+	}
+	task, errs := annotations.Parse(job)
+	if len(errs) > 0 {
+		return apierrors.NewInvalid(jobKind, job.Name, errs)
+	}
+	ctrl.LoggerFrom(ctx).V(4).Info("Mutating job", "task", task.Name, "run", task.Run)
+	setTaskLabels(&job.ObjectMeta, task)
+	setTaskLabels(&job.Spec.Template.ObjectMeta, task)
+	injectPodSpec(&job.Spec.Template.Spec, task)
+	if task.Held() {
+		job.Spec.Suspend = ptr.To(true)
+	}
+	return nil
+}
+
+// ValidateCreate rejects a Job whose sluice keys do not parse.
+func (w *JobWebhook) ValidateCreate(ctx context.Context, job *batchv1.Job) (admission.Warnings, error) {
+	return nil, validateCreate(jobKind, job.Name, job)
+}
+
+// ValidateUpdate rejects changes to the keys that place a Job in its graph.
+func (w *JobWebhook) ValidateUpdate(ctx context.Context, old, job *batchv1.Job) (admission.Warnings, error) {
+	return nil, validateUpdate(jobKind, job.Name, old, job)
+}
+
+// ValidateDelete allows every deletion: the controller handles the downstream.
+func (w *JobWebhook) ValidateDelete(context.Context, *batchv1.Job) (admission.Warnings, error) {
+	return nil, nil
+}
+
+func isCreate(ctx context.Context) bool {
+	req, err := admission.RequestFromContext(ctx)
+	return err == nil && req.Operation == admissionv1.Create
+}
+
+// SetupWebhooks registers the Job and Pod webhooks with the manager, at
+// controller-runtime's default paths (/mutate-batch-v1-job, /mutate--v1-pod,
+// /validate-batch-v1-job, /validate--v1-pod).
+func SetupWebhooks(mgr ctrl.Manager) error {
+	if err := ctrl.NewWebhookManagedBy(mgr, &batchv1.Job{}).
+		WithDefaulter(&JobWebhook{}).
+		WithValidator(&JobWebhook{}).
+		Complete(); err != nil {
+		return fmt.Errorf("setting up the job webhook: %w", err)
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, podObject()).
+		WithDefaulter(&PodWebhook{}).
+		WithValidator(&PodWebhook{}).
+		Complete(); err != nil {
+		return fmt.Errorf("setting up the pod webhook: %w", err)
+	}
+	return nil
+}
