@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -36,6 +37,9 @@ type Task struct {
 	Outputs []Output
 	When    string
 	Trigger string
+	// StorageClass and ArtifactSize override the run volume's defaults.
+	StorageClass string
+	ArtifactSize *resource.Quantity
 }
 
 // Upstreams returns every task this one waits for: the after list and the
@@ -144,8 +148,25 @@ func Parse(obj metav1.Object) (*Task, field.ErrorList) {
 		errs = append(errs, field.NotSupported(annotationsPath.Key(TriggerAnnotation), annots[TriggerAnnotation],
 			[]string{TriggerAllSucceeded, TriggerAllDone, TriggerAnyFailed}))
 	}
+	t.StorageClass = annots[StorageClassAnnotation]
+	if t.StorageClass != "" {
+		if msgs := validation.IsDNS1123Subdomain(t.StorageClass); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(annotationsPath.Key(StorageClassAnnotation), t.StorageClass, "expected a StorageClass name: "+strings.Join(msgs, "; ")))
+		}
+	}
+	if v, ok := annots[ArtifactSizeAnnotation]; ok {
+		q, err := resource.ParseQuantity(v)
+		if err != nil || q.Sign() <= 0 {
+			errs = append(errs, field.Invalid(annotationsPath.Key(ArtifactSizeAnnotation), v, "expected a positive storage quantity, e.g. 10Gi"))
+		} else {
+			t.ArtifactSize = &q
+		}
+	}
 	return t, errs
 }
+
+// NeedsVolume reports whether the task reads or writes artifacts.
+func (t *Task) NeedsVolume() bool { return len(t.Inputs) > 0 || len(t.Outputs) > 0 }
 
 // nameErrors checks a value used as a task, run or pipeline name: these end
 // up in object names and paths, so they must be DNS-1123 labels.

@@ -91,6 +91,10 @@ func TestParse(t *testing.T) {
 			obj:     object("my.job", map[string]string{PipelineLabel: "p"}, nil),
 			wantErr: []string{`metadata.labels[sluice.dev/task]: Invalid value: "my.job": the object's name is the default task name`},
 		},
+		"bad artifact size": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{ArtifactSizeAnnotation: "lots"}),
+			wantErr: []string{`sluice.dev/artifact-size]: Invalid value: "lots": expected a positive storage quantity, e.g. 10Gi`},
+		},
 		"every problem at once": {
 			obj: object("t", map[string]string{PipelineLabel: "p", RunLabel: "R!"}, map[string]string{
 				InputsAnnotation: "bad", OutputsAnnotation: "9lives",

@@ -1,0 +1,82 @@
+package controller
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/sluice-dev/sluice/annotations"
+)
+
+// decision is what a waiting task becomes.
+type decision struct {
+	phase   annotations.Phase
+	reason  string
+	release bool
+}
+
+// decide looks at the upstreams of a waiting task and says whether it stays
+// waiting, is released, or will never run. ups holds the state of every
+// upstream that exists; a missing one is waited for (tasks may be applied in
+// any order).
+func decide(task *annotations.Task, ups map[string]*taskState) decision {
+	var missing, pending, succeeded, failed, skipped []string
+	for _, name := range task.Upstreams() {
+		s, ok := ups[name]
+		switch {
+		case !ok:
+			missing = append(missing, name)
+		case s.phase == annotations.PhaseSucceeded:
+			succeeded = append(succeeded, name)
+		case s.phase == annotations.PhaseFailed || s.phase == annotations.PhaseUpstreamFailed:
+			failed = append(failed, name)
+		case s.phase == annotations.PhaseSkipped:
+			skipped = append(skipped, name)
+		default:
+			pending = append(pending, name)
+		}
+	}
+	waiting := func() decision {
+		var parts []string
+		if len(pending) > 0 {
+			parts = append(parts, "waiting for "+list(pending))
+		}
+		if len(missing) > 0 {
+			parts = append(parts, "waiting for "+list(missing)+" to be created")
+		}
+		return decision{phase: annotations.PhaseWaiting, reason: strings.Join(parts, "; ")}
+	}
+	allDone := len(missing) == 0 && len(pending) == 0
+
+	switch task.Trigger {
+	case annotations.TriggerAllDone:
+		if !allDone {
+			return waiting()
+		}
+		return decision{phase: annotations.PhaseRunning, release: true, reason: "released: upstreams done (" + list(task.Upstreams()) + ")"}
+	case annotations.TriggerAnyFailed:
+		if len(failed) > 0 {
+			return decision{phase: annotations.PhaseRunning, release: true, reason: "released: upstream " + list(failed) + " failed"}
+		}
+		if !allDone {
+			return waiting()
+		}
+		return decision{phase: annotations.PhaseSkipped, reason: "no upstream failed (trigger " + annotations.TriggerAnyFailed + ")"}
+	default: // all-succeeded
+		if len(failed) > 0 {
+			return decision{phase: annotations.PhaseUpstreamFailed, reason: "upstream " + list(failed) + " failed"}
+		}
+		if len(skipped) > 0 {
+			return decision{phase: annotations.PhaseSkipped, reason: "upstream " + list(skipped) + " skipped"}
+		}
+		if !allDone {
+			return waiting()
+		}
+		return decision{phase: annotations.PhaseRunning, release: true, reason: "released: upstreams succeeded (" + list(succeeded) + ")"}
+	}
+}
+
+func list(names []string) string {
+	names = slices.Clone(names)
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,48 @@
+// Package controller is sluice's dependency controller: it releases held
+// steps when their upstreams finish, marks the ones that will never run, and
+// keeps each step's phase and reason on the object itself.
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/annotations"
+)
+
+// RunIndex indexes sluice Jobs and Pods by their run (within a namespace).
+const RunIndex = "sluice.dev/run"
+
+// RunOf returns the run an object belongs to, or "" when it is not a sluice
+// object. Objects the webhook mutated carry the run label; others default to
+// the pipeline name, as the webhook would have.
+func RunOf(obj client.Object) string {
+	labels := obj.GetLabels()
+	if run := labels[annotations.RunLabel]; run != "" {
+		return run
+	}
+	return labels[annotations.PipelineLabel]
+}
+
+// IndexByRun is the run index function, also usable with the fake client.
+func IndexByRun(obj client.Object) []string {
+	if run := RunOf(obj); run != "" {
+		return []string{run}
+	}
+	return nil
+}
+
+// SetupIndexes adds the run index for Jobs and Pods to the indexer; tests
+// call it on the fake client builder's indexer too.
+func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
+	for _, obj := range []client.Object{&batchv1.Job{}, &corev1.Pod{}} {
+		if err := indexer.IndexField(ctx, obj, RunIndex, IndexByRun); err != nil {
+			return fmt.Errorf("indexing %T by run: %w", obj, err)
+		}
+	}
+	return nil
+}

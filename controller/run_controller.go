@@ -1,0 +1,277 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/sluice-dev/sluice/annotations"
+)
+
+// Options configure the controller.
+type Options struct {
+	// StorageClass of the run artifact volumes; empty means the cluster default.
+	StorageClass string
+	// ArtifactSize is the requested size of a run's artifact volume.
+	ArtifactSize resource.Quantity
+	// MaxConcurrentReconciles bounds how many runs are reconciled at once.
+	MaxConcurrentReconciles int
+}
+
+// RunReconciler reconciles one run at a time: the request's name is the run
+// id, its namespace the run's namespace.
+type RunReconciler struct {
+	client   client.Client
+	recorder events.EventRecorder
+	opts     Options
+	now      func() time.Time
+}
+
+// NewRunReconciler returns a reconciler using the given client and recorder.
+func NewRunReconciler(c client.Client, recorder events.EventRecorder, opts Options) *RunReconciler {
+	if opts.ArtifactSize.IsZero() {
+		opts.ArtifactSize = resource.MustParse("1Gi")
+	}
+	return &RunReconciler{client: c, recorder: recorder, opts: opts, now: time.Now}
+}
+
+// SetupWithManager registers the indexes, metrics and the controller.
+func (r *RunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	registerMetrics(mgr.GetCache())
+	sluiceOnly := builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool { return RunOf(obj) != "" }))
+	toRun := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: RunOf(obj)}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("sluice-run").
+		Watches(&batchv1.Job{}, toRun, sluiceOnly).
+		Watches(&corev1.Pod{}, toRun, sluiceOnly).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.opts.MaxConcurrentReconciles)}).
+		Complete(r)
+}
+
+// Reconcile brings every task of one run up to date.
+func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	log := ctrl.LoggerFrom(ctx).WithValues("run", req.Name)
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	states, err := r.observe(ctx, req.Namespace, req.Name)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if len(states) == 0 {
+		return reconcile.Result{}, nil
+	}
+	tasks := make([]*annotations.Task, 0, len(states))
+	for _, name := range slices.Sorted(maps.Keys(states)) {
+		tasks = append(tasks, states[name].task)
+	}
+	graph, problems := annotations.NewGraph(tasks)
+	for _, p := range problems {
+		log.Info("Run graph is broken; affected tasks wait until it is fixed", "problem", p.Error())
+	}
+	if err := r.ensureVolume(ctx, req.Namespace, req.Name, tasks); err != nil {
+		return reconcile.Result{}, err
+	}
+	order, err := graph.Order()
+	if err != nil {
+		return reconcile.Result{}, nil // a cycle never resolves by retrying; the log above says why
+	}
+
+	var conflicts bool
+	for _, name := range order {
+		s := states[name]
+		old := s.phase
+		if s.phase == annotations.PhaseWaiting {
+			ups := map[string]*taskState{}
+			for _, up := range s.task.Upstreams() {
+				if u, ok := states[up]; ok {
+					ups[up] = u
+				}
+			}
+			d := decide(s.task, ups)
+			s.phase, s.reason = d.phase, d.reason
+			if d.release {
+				if err := r.release(ctx, s, ups); err != nil {
+					if apierrors.IsConflict(err) {
+						conflicts = true
+						continue
+					}
+					return reconcile.Result{}, err
+				}
+				continue
+			}
+		}
+		if err := r.record(ctx, s, old); err != nil {
+			if apierrors.IsConflict(err) {
+				conflicts = true
+				continue
+			}
+			return reconcile.Result{}, err
+		}
+	}
+	if conflicts {
+		// Someone changed a task while we decided; decide again on fresh objects.
+		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
+	return reconcile.Result{}, nil
+}
+
+// observe reads every task of the run, keyed by task name.
+func (r *RunReconciler) observe(ctx context.Context, ns, run string) (map[string]*taskState, error) {
+	log := ctrl.LoggerFrom(ctx)
+	var jobs batchv1.JobList
+	if err := r.client.List(ctx, &jobs, client.InNamespace(ns), client.MatchingFields{RunIndex: run}); err != nil {
+		return nil, fmt.Errorf("listing jobs of run %s/%s: %w", ns, run, err)
+	}
+	var pods corev1.PodList
+	if err := r.client.List(ctx, &pods, client.InNamespace(ns), client.MatchingFields{RunIndex: run}); err != nil {
+		return nil, fmt.Errorf("listing pods of run %s/%s: %w", ns, run, err)
+	}
+	podsOfJob := map[types.UID][]*corev1.Pod{}
+	states := map[string]*taskState{}
+	add := func(obj client.Object, observe func(*annotations.Task) *taskState) {
+		task, errs := annotations.Parse(obj)
+		if len(errs) > 0 {
+			log.Info("Ignoring object with invalid sluice keys", "object", klogRef(obj), "errors", errs.ToAggregate().Error())
+			return
+		}
+		if prev, dup := states[task.Name]; dup {
+			log.Info("Ignoring object: its task name is taken in this run", "object", klogRef(obj), "task", task.Name, "holder", klogRef(prev.object()))
+			return
+		}
+		states[task.Name] = observe(task)
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if uid := jobOwner(p); uid != "" {
+			podsOfJob[uid] = append(podsOfJob[uid], p)
+			continue
+		}
+		if p.DeletionTimestamp == nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			add(p, func(t *annotations.Task) *taskState { return observePod(t, p) })
+		}
+	}
+	for i := range jobs.Items {
+		j := &jobs.Items[i]
+		add(j, func(t *annotations.Task) *taskState { return observeJob(t, j, podsOfJob[j.UID]) })
+	}
+	return states, nil
+}
+
+func jobOwner(pod *corev1.Pod) types.UID {
+	if ref := metav1.GetControllerOf(pod); ref != nil && ref.Kind == "Job" && ref.APIVersion == "batch/v1" {
+		return ref.UID
+	}
+	return ""
+}
+
+// release starts a waiting task: it unsuspends the Job or removes sluice's
+// scheduling gate from the Pod, and records the phase in the same patch, so
+// that a restart can never release a task twice. The patch carries the
+// resourceVersion the decision was made on.
+func (r *RunReconciler) release(ctx context.Context, s *taskState, ups map[string]*taskState) error {
+	obj := s.object()
+	patchBase := obj.DeepCopyObject().(client.Object)
+	setPhase(obj, s.phase, s.reason)
+	if s.job != nil {
+		s.job.Spec.Suspend = ptr.To(false)
+	} else {
+		gates := s.pod.Spec.SchedulingGates[:0:0]
+		for _, g := range s.pod.Spec.SchedulingGates {
+			if g.Name != annotations.UpstreamGate {
+				gates = append(gates, g)
+			}
+		}
+		s.pod.Spec.SchedulingGates = gates
+	}
+	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("releasing %s: %w", klogRef(obj), err)
+	}
+	var last time.Time
+	for _, u := range ups {
+		if u.finishedAt.After(last) {
+			last = u.finishedAt
+		}
+	}
+	if !last.IsZero() {
+		releaseLatency.Observe(r.now().Sub(last).Seconds())
+	}
+	releases.Inc()
+	decisions.WithLabelValues(string(s.phase)).Inc()
+	ctrl.LoggerFrom(ctx).V(2).Info("Released task", "object", klogRef(obj), "task", s.task.Name, "reason", s.reason)
+	r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Released", "Release", "%s", s.reason)
+	return nil
+}
+
+// record writes the task's phase and reason when they changed.
+func (r *RunReconciler) record(ctx context.Context, s *taskState, observed annotations.Phase) error {
+	obj := s.object()
+	if recordedPhase(obj) == s.phase && obj.GetAnnotations()[annotations.ReasonAnnotation] == s.reason {
+		return nil
+	}
+	patchBase := obj.DeepCopyObject().(client.Object)
+	changed := recordedPhase(obj) != s.phase
+	setPhase(obj, s.phase, s.reason)
+	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("recording phase %s of %s: %w", s.phase, klogRef(obj), err)
+	}
+	if !changed {
+		return nil
+	}
+	decisions.WithLabelValues(string(s.phase)).Inc()
+	ctrl.LoggerFrom(ctx).V(2).Info("Task phase changed", "object", klogRef(obj), "task", s.task.Name, "phase", s.phase, "reason", s.reason)
+	switch s.phase {
+	case annotations.PhaseUpstreamFailed:
+		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "UpstreamFailed", "Hold", "%s; the task will not run", s.reason)
+	case annotations.PhaseSkipped:
+		r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Skipped", "Hold", "%s; the task will not run", s.reason)
+	case annotations.PhaseFailed:
+		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "TaskFailed", "Observe", "%s", s.reason)
+	case annotations.PhaseSucceeded:
+		r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, "TaskSucceeded", "Observe", "%s", s.reason)
+	}
+	return nil
+}
+
+func setPhase(obj client.Object, phase annotations.Phase, reason string) {
+	labels := obj.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[annotations.PhaseLabel] = string(phase)
+	obj.SetLabels(labels)
+	annots := obj.GetAnnotations()
+	if annots == nil {
+		annots = map[string]string{}
+	}
+	if reason == "" {
+		delete(annots, annotations.ReasonAnnotation)
+	} else {
+		annots[annotations.ReasonAnnotation] = reason
+	}
+	obj.SetAnnotations(annots)
+}
+
+func klogRef(obj client.Object) string { return obj.GetNamespace() + "/" + obj.GetName() }

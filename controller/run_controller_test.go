@@ -1,0 +1,199 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/sluice-dev/sluice/annotations"
+	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
+)
+
+func newClient(objs ...client.Object) client.Client {
+	return fake.NewClientBuilder().WithScheme(scheme.Scheme).
+		WithIndex(&batchv1.Job{}, RunIndex, IndexByRun).
+		WithIndex(&corev1.Pod{}, RunIndex, IndexByRun).
+		WithObjects(objs...).Build()
+}
+
+func completed(j *batchv1.Job) *batchv1.Job {
+	j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+	return j
+}
+
+func failedJob(j *batchv1.Job) *batchv1.Job {
+	j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}}
+	return j
+}
+
+func suspended(j *batchv1.Job) *batchv1.Job { j.Spec.Suspend = ptr.To(true); return j }
+
+func TestReconcile(t *testing.T) {
+	const ns = "ml"
+	type want struct {
+		phase   annotations.Phase
+		suspend bool
+		gates   []string
+		reason  string
+	}
+	cases := map[string]struct {
+		objs       []client.Object
+		wantJobs   map[string]want
+		wantPods   map[string]want
+		wantEvents []string
+		wantPVC    bool
+	}{
+		"chain: released after its upstream completes": {
+			objs: []client.Object{
+				completed(utiltesting.MakeJob("prep", ns).Outputs("data").Obj()),
+				suspended(utiltesting.MakeJob("train", ns).Inputs("d=prep.data").Obj()),
+				suspended(utiltesting.MakeJob("eval", ns).After("train").Obj()),
+			},
+			wantJobs: map[string]want{
+				"prep":  {phase: annotations.PhaseSucceeded, reason: "Job completed"},
+				"train": {phase: annotations.PhaseRunning, reason: "released: upstreams succeeded (prep)"},
+				"eval":  {phase: annotations.PhaseWaiting, suspend: true, reason: "waiting for train"},
+			},
+			wantEvents: []string{"Normal TaskSucceeded", "Normal Released"},
+			wantPVC:    true,
+		},
+		"diamond: join waits for both branches": {
+			objs: []client.Object{
+				completed(utiltesting.MakeJob("a", ns).Obj()),
+				completed(utiltesting.MakeJob("b", ns).After("a").Label(annotations.PhaseLabel, "Running").Obj()),
+				utiltesting.MakeJob("c", ns).After("a").Label(annotations.PhaseLabel, "Running").Obj(),
+				suspended(utiltesting.MakeJob("d", ns).After("b", "c").Obj()),
+			},
+			wantJobs: map[string]want{
+				"d": {phase: annotations.PhaseWaiting, suspend: true, reason: "waiting for c"},
+			},
+		},
+		"failure propagates down the whole chain in one pass": {
+			objs: []client.Object{
+				failedJob(utiltesting.MakeJob("prep", ns).Obj()),
+				suspended(utiltesting.MakeJob("train", ns).After("prep").Obj()),
+				suspended(utiltesting.MakeJob("eval", ns).After("train").Obj()),
+			},
+			wantJobs: map[string]want{
+				"prep":  {phase: annotations.PhaseFailed, reason: "Job failed: BackoffLimitExceeded"},
+				"train": {phase: annotations.PhaseUpstreamFailed, suspend: true, reason: "upstream prep failed"},
+				"eval":  {phase: annotations.PhaseUpstreamFailed, suspend: true, reason: "upstream train failed"},
+			},
+			wantEvents: []string{"Warning TaskFailed", "Warning UpstreamFailed", "Warning UpstreamFailed"},
+		},
+		"downstream applied before its upstream waits": {
+			objs: []client.Object{suspended(utiltesting.MakeJob("train", ns).After("prep").Obj())},
+			wantJobs: map[string]want{
+				"train": {phase: annotations.PhaseWaiting, suspend: true, reason: "waiting for prep to be created"},
+			},
+		},
+		"gated pod: only sluice's gate is removed": {
+			objs: []client.Object{
+				completed(utiltesting.MakeJob("prep", ns).Obj()),
+				utiltesting.MakePod("eval", ns).After("prep").Gate("example.com/quota").Gate(annotations.UpstreamGate).Obj(),
+			},
+			wantPods: map[string]want{
+				"eval": {phase: annotations.PhaseRunning, gates: []string{"example.com/quota"}, reason: "released: upstreams succeeded (prep)"},
+			},
+		},
+		"released job suspended again by someone else is not released twice": {
+			objs: []client.Object{
+				completed(utiltesting.MakeJob("prep", ns).Obj()),
+				suspended(utiltesting.MakeJob("train", ns).After("prep").Label(annotations.PhaseLabel, "Running").
+					Annotation(annotations.ReasonAnnotation, "Job running").Obj()),
+			},
+			wantJobs: map[string]want{
+				"train": {phase: annotations.PhaseRunning, suspend: true, reason: "Job running"},
+			},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			c := newClient(tc.objs...)
+			rec := events.NewFakeRecorder(20)
+			r := NewRunReconciler(c, rec, Options{})
+			if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "p"}}); err != nil {
+				t.Fatal(err)
+			}
+			for name, w := range tc.wantJobs {
+				var j batchv1.Job
+				if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &j); err != nil {
+					t.Fatal(err)
+				}
+				got := want{phase: recordedPhase(&j), suspend: ptr.Deref(j.Spec.Suspend, false), reason: j.Annotations[annotations.ReasonAnnotation]}
+				if diff := cmp.Diff(w, got, cmp.AllowUnexported(want{})); diff != "" {
+					t.Errorf("job %s (-want,+got):\n%s", name, diff)
+				}
+			}
+			for name, w := range tc.wantPods {
+				var p corev1.Pod
+				if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &p); err != nil {
+					t.Fatal(err)
+				}
+				got := want{phase: recordedPhase(&p), reason: p.Annotations[annotations.ReasonAnnotation]}
+				for _, g := range p.Spec.SchedulingGates {
+					got.gates = append(got.gates, g.Name)
+				}
+				if diff := cmp.Diff(w, got, cmp.AllowUnexported(want{})); diff != "" {
+					t.Errorf("pod %s (-want,+got):\n%s", name, diff)
+				}
+			}
+			var gotEvents []string
+			for len(rec.Events) > 0 {
+				e := <-rec.Events
+				f := strings.Fields(e)
+				gotEvents = append(gotEvents, f[0]+" "+f[1])
+			}
+			if tc.wantEvents != nil {
+				if diff := cmp.Diff(tc.wantEvents, gotEvents); diff != "" {
+					t.Errorf("events (-want,+got):\n%s", diff)
+				}
+			}
+			var pvc corev1.PersistentVolumeClaim
+			err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "sluice-p"}, &pvc)
+			if gotPVC := err == nil; gotPVC != tc.wantPVC {
+				t.Errorf("artifact volume exists = %v, want %v (err %v)", gotPVC, tc.wantPVC, err)
+			}
+		})
+	}
+}
+
+func TestReconcileIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(
+		completed(utiltesting.MakeJob("prep", "ml").Obj()),
+		suspended(utiltesting.MakeJob("train", "ml").After("prep").Obj()),
+	)
+	rec := events.NewFakeRecorder(20)
+	r := NewRunReconciler(c, rec, Options{})
+	r.now = func() time.Time { return time.Now() }
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ml", Name: "p"}}
+	for range 3 {
+		if _, err := r.Reconcile(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var released int
+	for len(rec.Events) > 0 {
+		if strings.Contains(<-rec.Events, "Released") {
+			released++
+		}
+	}
+	if released != 1 {
+		t.Errorf("Released events = %d over three reconciles, want 1", released)
+	}
+}

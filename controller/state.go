@@ -1,0 +1,142 @@
+package controller
+
+import (
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/annotations"
+	"github.com/sluice-dev/sluice/webhook"
+)
+
+// taskState is what the controller sees of one task: its object, the phase
+// its status shows, and the phase and reason last recorded on it.
+type taskState struct {
+	task *annotations.Task
+	job  *batchv1.Job // exactly one of job and pod is set
+	pod  *corev1.Pod
+
+	phase      annotations.Phase
+	reason     string
+	finishedAt time.Time
+}
+
+func (s *taskState) object() client.Object {
+	if s.job != nil {
+		return s.job
+	}
+	return s.pod
+}
+
+func recordedPhase(obj client.Object) annotations.Phase {
+	return annotations.Phase(obj.GetLabels()[annotations.PhaseLabel])
+}
+
+// released reports whether the controller already let the task start; a
+// task is never released twice, even if someone suspends it again.
+func released(p annotations.Phase) bool {
+	return p == annotations.PhaseRunning || p == annotations.PhaseSucceeded || p == annotations.PhaseFailed
+}
+
+// observeJob derives a Job task's phase from the Job and its pods.
+func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *taskState {
+	s := &taskState{task: task, job: job}
+	recorded := recordedPhase(job)
+	for _, c := range job.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobComplete, batchv1.JobSuccessCriteriaMet:
+			s.phase, s.reason, s.finishedAt = annotations.PhaseSucceeded, "Job completed", c.LastTransitionTime.Time
+			return s
+		case batchv1.JobFailed, batchv1.JobFailureTarget:
+			s.phase, s.reason, s.finishedAt = annotations.PhaseFailed, "Job failed: "+oneLine(c.Reason+": "+c.Message), c.LastTransitionTime.Time
+			return s
+		}
+	}
+	// The Job controller reports a pod's success up to a second late (it
+	// batches pod-driven syncs). When the Job's outcome is already decided
+	// by that pod, the task has succeeded now.
+	if decidedByOnePod(job) {
+		for _, p := range pods {
+			if p.Status.Phase == corev1.PodSucceeded {
+				s.phase, s.reason, s.finishedAt = annotations.PhaseSucceeded, "pod "+p.Name+" succeeded", podFinishedAt(p)
+				return s
+			}
+		}
+	}
+	switch {
+	case recorded == annotations.PhaseSkipped || recorded == annotations.PhaseUpstreamFailed:
+		s.phase = recorded
+	case ptrTrue(job.Spec.Suspend) && task.Held() && !released(recorded):
+		s.phase = annotations.PhaseWaiting
+	default:
+		s.phase, s.reason = annotations.PhaseRunning, "Job running"
+	}
+	return s
+}
+
+// decidedByOnePod reports whether a single succeeded pod decides the Job's
+// success: one completion, one pod at a time, and no deadline that could
+// still fail the Job before it syncs.
+func decidedByOnePod(job *batchv1.Job) bool {
+	one := func(p *int32) bool { return p == nil || *p == 1 }
+	return one(job.Spec.Completions) && one(job.Spec.Parallelism) && job.Spec.ActiveDeadlineSeconds == nil && !ptrTrue(job.Spec.Suspend)
+}
+
+// observePod derives a bare Pod task's phase.
+func observePod(task *annotations.Task, pod *corev1.Pod) *taskState {
+	s := &taskState{task: task, pod: pod}
+	recorded := recordedPhase(pod)
+	switch {
+	case pod.Status.Phase == corev1.PodSucceeded:
+		s.phase, s.reason, s.finishedAt = annotations.PhaseSucceeded, "pod succeeded", podFinishedAt(pod)
+	case pod.Status.Phase == corev1.PodFailed:
+		s.phase, s.reason, s.finishedAt = annotations.PhaseFailed, "pod failed: "+podFailure(pod), podFinishedAt(pod)
+	case recorded == annotations.PhaseSkipped || recorded == annotations.PhaseUpstreamFailed:
+		s.phase = recorded
+	case webhook.HasGate(&pod.Spec) && !released(recorded):
+		s.phase = annotations.PhaseWaiting
+	default:
+		s.phase, s.reason = annotations.PhaseRunning, "pod "+string(pod.Status.Phase)
+	}
+	return s
+}
+
+// podFinishedAt is when the pod's last container terminated, or its
+// deletion/creation time when no container reported.
+func podFinishedAt(pod *corev1.Pod) time.Time {
+	var t time.Time
+	for _, cs := range pod.Status.ContainerStatuses {
+		if term := cs.State.Terminated; term != nil && term.FinishedAt.After(t) {
+			t = term.FinishedAt.Time
+		}
+	}
+	if t.IsZero() {
+		for _, c := range pod.Status.Conditions {
+			if c.LastTransitionTime.After(t) {
+				t = c.LastTransitionTime.Time
+			}
+		}
+	}
+	return t
+}
+
+func podFailure(pod *corev1.Pod) string {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if term := cs.State.Terminated; term != nil && term.ExitCode != 0 {
+			msg := "container " + cs.Name + " exited with code " + itoa(term.ExitCode)
+			if term.Reason != "" {
+				msg += " (" + term.Reason + ")"
+			}
+			return msg
+		}
+	}
+	if pod.Status.Reason != "" {
+		return oneLine(pod.Status.Reason + ": " + pod.Status.Message)
+	}
+	return "phase Failed"
+}

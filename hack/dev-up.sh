@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# Brings up the sluice development cluster on this machine, without Docker:
+#
+#   - a kwokctl cluster "sluice" (runtime binary): the real etcd,
+#     kube-apiserver, kube-controller-manager and kube-scheduler from bin/,
+#     with kwok simulating nodes and pods (hack/kwok/stages.yaml);
+#   - five simulated nodes (hack/kwok/nodes.yaml): two CPU nodes, two nodes
+#     with 4 Tesla T4 each, one with 8 A100;
+#   - the default StorageClass sluice-local and its provisioner
+#     (bin/sluice-provisioner, built from hack/provisioner) as a process;
+#   - the sluice manager (bin/sluice-webhook: admission webhooks and the
+#     dependency controller) as a process, and its webhook registration
+#     (hack/webhook-config.yaml.tmpl) with a CA from hack/certgen.
+#
+# State lives in .kwok/ (KWOK_WORKDIR): kubeconfig, certs/, volumes/, the
+# pidfiles and logs of the processes (*.pid, *.log), and kwokctl's own
+# clusters/sluice/ (component logs under clusters/sluice/logs/).
+#
+# Running it again is harmless and repairs what is not running: a stopped
+# cluster or component is started again, a dead (or rebuilt) provisioner or
+# manager restarted, nodes and registrations re-applied.
+#
+# Progress goes to stderr; the last line, on stdout, is
+#   export KUBECONFIG=/abs/path/.kwok/kubeconfig
+# so `eval "$(hack/dev-up.sh)"` points the shell at the cluster.
+#
+# Needs the pinned tools in bin/ (bash hack/tools.sh): etcd kube-apiserver
+# kube-controller-manager kube-scheduler kwok kwokctl kubectl.
+#
+# Environment:
+#   SLUICE_WEBHOOK_BIN  manager binary (default bin/sluice-webhook; built from
+#                       ./cmd/webhook when that default is missing)
+#   SKIP_MANAGER=1      start no manager and register no webhooks (e2e tests
+#                       run their own); a manager and a registration left by
+#                       an earlier dev-up are stopped and removed
+#   SLUICE_WEBHOOK_PORT (19443), SLUICE_METRICS_ADDR (127.0.0.1:18080),
+#   SLUICE_HEALTH_ADDR (127.0.0.1:18081)
+#
+# hack/dev-down.sh removes everything again.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$ROOT/bin
+HACK=$ROOT/hack
+export KWOK_WORKDIR=$ROOT/.kwok
+# kwokctl has no --kubectl-binary flag; it reads this variable (it runs
+# kubectl to see whether the apiserver serves, and would download one).
+export KWOK_KUBECTL_BINARY=$BIN/kubectl
+
+CLUSTER=sluice
+KUBECONFIG_FILE=$KWOK_WORKDIR/kubeconfig
+CERT_DIR=$KWOK_WORKDIR/certs
+VOLUME_ROOT=$KWOK_WORKDIR/volumes
+
+SKIP_MANAGER=${SKIP_MANAGER:-0}
+SLUICE_WEBHOOK_BIN=${SLUICE_WEBHOOK_BIN:-}
+WEBHOOK_HOST=127.0.0.1
+WEBHOOK_PORT=${SLUICE_WEBHOOK_PORT:-19443}
+METRICS_ADDR=${SLUICE_METRICS_ADDR:-127.0.0.1:18080}
+HEALTH_ADDR=${SLUICE_HEALTH_ADDR:-127.0.0.1:18081}
+
+PROVISIONER_PID=$KWOK_WORKDIR/sluice-provisioner.pid
+PROVISIONER_LOG=$KWOK_WORKDIR/sluice-provisioner.log
+MANAGER_PID=$KWOK_WORKDIR/sluice-webhook.pid
+MANAGER_LOG=$KWOK_WORKDIR/sluice-webhook.log
+WEBHOOK_CONFIG=$KWOK_WORKDIR/webhook-config.yaml
+
+START=$SECONDS
+log() { printf 'dev-up: %s\n' "$*" >&2; }
+die() {
+	printf 'dev-up: error: %s\n' "$*" >&2
+	exit 1
+}
+k() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+# wait_for SECONDS WHAT CMD...: run CMD every 0.2 s until it succeeds.
+wait_for() {
+	local timeout=$1 what=$2
+	shift 2
+	local deadline=$((SECONDS + timeout))
+	until "$@" >/dev/null 2>&1; do
+		((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what"
+		sleep 0.2
+	done
+}
+
+# running PIDFILE NAME: true when the pidfile names a live process whose
+# command line contains NAME (so a recycled pid is not mistaken for ours).
+running() {
+	local pid
+	[[ -s $1 ]] || return 1
+	pid=$(<"$1")
+	[[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
+
+# rebuilt PIDFILE: true when the running process's executable was replaced
+# on disk since it started (go build writes a new file).
+rebuilt() {
+	local exe
+	exe=$(readlink "/proc/$(<"$1")/exe" 2>/dev/null) || return 1
+	[[ $exe == *" (deleted)" ]]
+}
+
+stop_pidfile() {
+	local pidfile=$1 name=$2 pid
+	if running "$pidfile" "$name"; then
+		pid=$(<"$pidfile")
+		log "stopping $name (pid $pid)"
+		kill "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$pidfile"
+}
+
+# start_bg PIDFILE LOGFILE CMD...: run CMD detached from this shell (own
+# session, so it outlives the terminal and dev-up itself).
+start_bg() {
+	local pidfile=$1 logfile=$2
+	shift 2
+	printf '==== %s dev-up: %s\n' "$(date -Iseconds)" "$*" >>"$logfile"
+	setsid nohup "$@" >>"$logfile" 2>&1 </dev/null &
+	echo $! >"$pidfile"
+}
+
+# build_go NAME PKG: go build bin/NAME from PKG when missing or older than
+# the package's sources.
+build_go() {
+	local name=$1 pkg=$2
+	if [[ -x $BIN/$name && -z $(find "$ROOT/$pkg" -maxdepth 1 -name '*.go' -newer "$BIN/$name" -print -quit) ]]; then
+		return
+	fi
+	log "building bin/$name from ./$pkg"
+	(cd "$ROOT" && go build -o "$BIN/$name" "./$pkg")
+}
+
+apiserver_ready() { k --request-timeout=5s get --raw=/readyz; }
+
+# ---------------------------------------------------------------- checks
+missing=()
+for tool in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kwokctl kubectl; do
+	[[ -x $BIN/$tool ]] || missing+=("$tool")
+done
+((${#missing[@]} == 0)) || die "missing in bin/: ${missing[*]}; build them with: bash hack/tools.sh"
+
+mkdir -p "$KWOK_WORKDIR"
+exec 9>"$KWOK_WORKDIR/.dev-up.lock"
+flock -w 600 9 || die "another dev-up is running"
+
+build_go sluice-provisioner hack/provisioner
+build_go sluice-certgen hack/certgen
+if [[ $SKIP_MANAGER != 1 ]]; then
+	if [[ -z $SLUICE_WEBHOOK_BIN ]]; then
+		SLUICE_WEBHOOK_BIN=$BIN/sluice-webhook
+		if [[ ! -x $SLUICE_WEBHOOK_BIN ]]; then
+			ls "$ROOT"/cmd/webhook/*.go >/dev/null 2>&1 ||
+				die "bin/sluice-webhook is missing and ./cmd/webhook has no source yet; run with SKIP_MANAGER=1"
+			build_go sluice-webhook cmd/webhook
+		fi
+	fi
+	[[ -x $SLUICE_WEBHOOK_BIN ]] || die "manager binary $SLUICE_WEBHOOK_BIN not found (or run with SKIP_MANAGER=1)"
+fi
+
+# --------------------------------------------------------------- cluster
+fresh_cluster=0
+if "$BIN/kwokctl" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+	if apiserver_ready >/dev/null 2>&1; then
+		log "cluster $CLUSTER is up; making sure every component runs"
+	else
+		log "cluster $CLUSTER exists but is not serving; starting it"
+	fi
+	# Starts only the components that are not running.
+	"$BIN/kwokctl" --name "$CLUSTER" start cluster --wait 2m >&2
+else
+	log "creating cluster $CLUSTER (state in $KWOK_WORKDIR)"
+	fresh_cluster=1
+	"$BIN/kwokctl" --name "$CLUSTER" create cluster \
+		--runtime binary \
+		--etcd-binary "$BIN/etcd" \
+		--kube-apiserver-binary "$BIN/kube-apiserver" \
+		--kube-controller-manager-binary "$BIN/kube-controller-manager" \
+		--kube-scheduler-binary "$BIN/kube-scheduler" \
+		--kwok-controller-binary "$BIN/kwok" \
+		--config "$HACK/kwok/kwokctl.yaml" \
+		--config "$HACK/kwok/stages.yaml" \
+		--kubeconfig "$KUBECONFIG_FILE" \
+		--wait 2m >&2 ||
+		die "kwokctl create cluster failed; see $KWOK_WORKDIR/clusters/$CLUSTER/logs/, then run hack/dev-down.sh and try again"
+fi
+# kwokctl only logs a --wait timeout; check for ourselves.
+wait_for 120 "the apiserver to be ready" apiserver_ready
+
+log "applying nodes and the storage class"
+k apply -f "$HACK/kwok/nodes.yaml" -f "$HACK/kwok/storageclass.yaml" >&2
+# Pods cannot be created before the controller-manager made the namespace's
+# default ServiceAccount.
+wait_for 60 "the default ServiceAccount" k -n default get serviceaccount default
+
+# ----------------------------------------------------------- provisioner
+if ((fresh_cluster)) || ! running "$PROVISIONER_PID" sluice-provisioner || rebuilt "$PROVISIONER_PID"; then
+	stop_pidfile "$PROVISIONER_PID" sluice-provisioner
+	log "starting sluice-provisioner (log: ${PROVISIONER_LOG#"$ROOT"/})"
+	start_bg "$PROVISIONER_PID" "$PROVISIONER_LOG" \
+		"$BIN/sluice-provisioner" --kubeconfig "$KUBECONFIG_FILE" --root "$VOLUME_ROOT"
+	sleep 0.3
+	running "$PROVISIONER_PID" sluice-provisioner || {
+		tail -n 20 "$PROVISIONER_LOG" >&2
+		die "sluice-provisioner exited"
+	}
+else
+	log "sluice-provisioner is running (pid $(<"$PROVISIONER_PID"))"
+fi
+
+# --------------------------------------------------------------- manager
+"$BIN/sluice-certgen" --dir "$CERT_DIR" --hosts "$WEBHOOK_HOST,localhost" >&2
+
+if [[ $SKIP_MANAGER == 1 ]]; then
+	log "SKIP_MANAGER=1: no manager, no webhook registration"
+	stop_pidfile "$MANAGER_PID" sluice-webhook
+	# A registration left by an earlier dev-up would reject every sluice
+	# object while its manager is gone.
+	k delete mutatingwebhookconfiguration,validatingwebhookconfiguration \
+		-l app.kubernetes.io/managed-by=sluice-dev-up --ignore-not-found >&2
+else
+	manager_name=$(basename "$SLUICE_WEBHOOK_BIN")
+	if ((fresh_cluster)) || ! running "$MANAGER_PID" "$manager_name" || rebuilt "$MANAGER_PID"; then
+		stop_pidfile "$MANAGER_PID" "$manager_name"
+		log "starting $manager_name (log: ${MANAGER_LOG#"$ROOT"/})"
+		start_bg "$MANAGER_PID" "$MANAGER_LOG" \
+			"$SLUICE_WEBHOOK_BIN" \
+			--kubeconfig "$KUBECONFIG_FILE" \
+			--cert-dir "$CERT_DIR" \
+			--webhook-host "$WEBHOOK_HOST" \
+			--webhook-port "$WEBHOOK_PORT" \
+			--metrics-bind-address "$METRICS_ADDR" \
+			--health-probe-bind-address "$HEALTH_ADDR" \
+			--leader-elect
+	else
+		log "$manager_name is running (pid $(<"$MANAGER_PID"))"
+	fi
+	log "waiting for http://$HEALTH_ADDR/readyz"
+	deadline=$((SECONDS + 90))
+	until curl -fsS -o /dev/null --max-time 2 "http://$HEALTH_ADDR/readyz" 2>/dev/null; do
+		if ! running "$MANAGER_PID" "$manager_name"; then
+			tail -n 30 "$MANAGER_LOG" >&2
+			die "$manager_name exited (log: $MANAGER_LOG)"
+		fi
+		((SECONDS < deadline)) || die "$manager_name not ready after 90s (log: $MANAGER_LOG)"
+		sleep 0.2
+	done
+	# The apiserver will verify the serving certificate against ca.crt: so
+	# do we, before registering (any HTTP status will do).
+	webhook_tls() {
+		local code
+		code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$CERT_DIR/ca.crt" \
+			"https://$WEBHOOK_HOST:$WEBHOOK_PORT/") || return 1
+		[[ $code != 000 ]]
+	}
+	wait_for 30 "the webhook server on https://$WEBHOOK_HOST:$WEBHOOK_PORT" webhook_tls
+
+	ca_bundle=$(base64 -w0 "$CERT_DIR/ca.crt")
+	sed -e "s|@@WEBHOOK_BASE_URL@@|https://$WEBHOOK_HOST:$WEBHOOK_PORT|g" \
+		-e "s|@@CA_BUNDLE@@|$ca_bundle|g" \
+		"$HACK/webhook-config.yaml.tmpl" >"$WEBHOOK_CONFIG"
+	log "registering the admission webhooks"
+	k apply -f "$WEBHOOK_CONFIG" >&2
+fi
+
+# ----------------------------------------------------------------- nodes
+k wait --for=condition=Ready -f "$HACK/kwok/nodes.yaml" --timeout=120s >&2
+
+log "cluster $CLUSTER ready in $((SECONDS - START))s: $(k get nodes --no-headers 2>/dev/null | wc -l) nodes," \
+	"apiserver $(k config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+echo "export KUBECONFIG=$KUBECONFIG_FILE"
