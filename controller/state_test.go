@@ -31,7 +31,11 @@ func TestObserveJob(t *testing.T) {
 	}{
 		"suspended by sluice and never released": {
 			task: held,
-			job:  func() *batchv1.Job { j := utiltesting.MakeJob("train", "ml").Obj(); j.Spec.Suspend = ptr.To(true); return j }(),
+			job: func() *batchv1.Job {
+				j := utiltesting.MakeJob("train", "ml").Obj()
+				j.Spec.Suspend = ptr.To(true)
+				return j
+			}(),
 			want: annotations.PhaseWaiting,
 		},
 		"suspended by someone else after release stays running": {
@@ -69,13 +73,21 @@ func TestObserveJob(t *testing.T) {
 		},
 		"a pod of a multi-completion job decides nothing": {
 			task: root,
-			job:  func() *batchv1.Job { j := utiltesting.MakeJob("train", "ml").Obj(); j.Spec.Completions = ptr.To[int32](3); return j }(),
+			job: func() *batchv1.Job {
+				j := utiltesting.MakeJob("train", "ml").Obj()
+				j.Spec.Completions = ptr.To[int32](3)
+				return j
+			}(),
 			pods: []*corev1.Pod{succeededPod},
 			want: annotations.PhaseRunning,
 		},
 		"a deadline could still fail the job": {
 			task: root,
-			job:  func() *batchv1.Job { j := utiltesting.MakeJob("train", "ml").Obj(); j.Spec.ActiveDeadlineSeconds = ptr.To[int64](60); return j }(),
+			job: func() *batchv1.Job {
+				j := utiltesting.MakeJob("train", "ml").Obj()
+				j.Spec.ActiveDeadlineSeconds = ptr.To[int64](60)
+				return j
+			}(),
 			pods: []*corev1.Pod{succeededPod},
 			want: annotations.PhaseRunning,
 		},
@@ -120,7 +132,7 @@ func TestObservePod(t *testing.T) {
 			pod:  utiltesting.MakePod("eval", "ml").Gate(annotations.UpstreamGate).Label(annotations.PhaseLabel, "Running").Obj(),
 			want: annotations.PhaseRunning,
 		},
-		"foreign gate only": {pod: utiltesting.MakePod("eval", "ml").Gate("example.com/quota").Obj(), want: annotations.PhaseRunning},
+		"foreign gate only":          {pod: utiltesting.MakePod("eval", "ml").Gate("example.com/quota").Obj(), want: annotations.PhaseRunning},
 		"failed names the exit code": {pod: failed, want: annotations.PhaseFailed, wantInWhy: "container main exited with code 3 (Error)"},
 		"succeeded":                  {pod: utiltesting.MakePod("eval", "ml").Phase(corev1.PodSucceeded).Obj(), want: annotations.PhaseSucceeded},
 	}

@@ -1,0 +1,247 @@
+// Package integration runs sluice's webhooks and controller against a real
+// kube-apiserver (envtest). There are no nodes and no Job controller here:
+// tests play the kubelet and the Job controller by writing status.
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/annotations"
+	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
+	"github.com/sluice-dev/sluice/e2e/framework"
+)
+
+var env *framework.EnvtestEnv
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = framework.StartEnvtest()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping envtest:", err)
+	}
+	os.Exit(code)
+}
+
+// namespace creates a namespace for one test.
+func namespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "it-"}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+func eventually(t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(framework.Timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		last = err
+		time.Sleep(framework.Interval)
+	}
+	t.Fatalf("timed out after %s waiting for %s (last error: %v)", framework.Timeout, what, last)
+}
+
+func get(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestJobMutatedOnCreate(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	job := utiltesting.MakeJob("train", ns).Run("r1").Inputs("dataset=prep.data").Outputs("model:Model").Obj()
+	if err := env.Client.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	get(t, job)
+	if !ptr.Deref(job.Spec.Suspend, false) {
+		t.Error("a job with upstreams must be created suspended")
+	}
+	if got := job.Spec.Template.Labels[annotations.TaskLabel]; got != "train" {
+		t.Errorf("template task label = %q, want train", got)
+	}
+	c := job.Spec.Template.Spec.Containers[0]
+	var env []string
+	for _, e := range c.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	for _, want := range []string{"SLUICE_INPUT_DATASET=/sluice/inputs/dataset", "SLUICE_OUTPUT_MODEL=/sluice/outputs/model", "SLUICE_RUN=r1"} {
+		if !strings.Contains(strings.Join(env, " "), want) {
+			t.Errorf("env %v lacks %s", env, want)
+		}
+	}
+	if v := job.Spec.Template.Spec.Volumes; len(v) != 1 || v[0].PersistentVolumeClaim == nil || v[0].PersistentVolumeClaim.ClaimName != "sluice-r1" {
+		t.Errorf("volumes = %+v, want the run's claim sluice-r1", v)
+	}
+}
+
+func TestPlainJobUntouched(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	job := utiltesting.MakeJob("plain", ns).Obj()
+	job.Labels = map[string]string{"team": "a"}
+	job.Annotations = map[string]string{annotations.AfterAnnotation: "x"} // not opted in: ignored
+	if err := env.Client.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	get(t, job)
+	if job.Spec.Suspend != nil && *job.Spec.Suspend {
+		t.Error("a job without the pipeline label must not be suspended")
+	}
+	if len(job.Spec.Template.Spec.Containers[0].Env) != 0 {
+		t.Error("a job without the pipeline label must not get env")
+	}
+}
+
+func TestAdmissionDenials(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	cases := map[string]struct {
+		obj  client.Object
+		want string
+	}{
+		"malformed inputs": {
+			obj:  utiltesting.MakeJob("bad", ns).Inputs("dataset").Obj(),
+			want: `admission webhook "mjob.sluice.dev" denied the request: Job.batch "bad" is invalid: metadata.annotations[sluice.dev/inputs]: Invalid value: "dataset": "dataset": expected name=task.output`,
+		},
+		"typo of a key": {
+			obj:  utiltesting.MakePod("typo", ns).Annotation("sluice.dev/afer", "prep").Obj(),
+			want: `metadata.annotations[sluice.dev/afer]: Invalid value: "prep": unknown sluice key; did you mean sluice.dev/after?`,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			err := env.Client.Create(ctx, tc.obj)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Create() error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("graph key edited after creation", func(t *testing.T) {
+		job := utiltesting.MakeJob("train", ns).After("prep").Obj()
+		if err := env.Client.Create(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+		patch := client.MergeFrom(job.DeepCopy())
+		job.Annotations[annotations.AfterAnnotation] = "other"
+		err := env.Client.Patch(ctx, job, patch)
+		want := `metadata.annotations[sluice.dev/after]: Forbidden: is immutable after creation (was "prep", now "other")`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Patch() error = %v, want it to contain %q", err, want)
+		}
+	})
+}
+
+// setPodPhase plays the kubelet: it finishes a pod.
+func setPodPhase(t *testing.T, pod *corev1.Pod, phase corev1.PodPhase, exitCode int32) {
+	t.Helper()
+	get(t, pod)
+	now := metav1.Now()
+	pod.Status.Phase = phase
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: "main", Image: "busybox", ImageID: "busybox",
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exitCode, StartedAt: now, FinishedAt: now}},
+	}}
+	if err := env.Client.Status().Update(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func phaseOf(t *testing.T, obj client.Object) annotations.Phase {
+	get(t, obj)
+	return annotations.Phase(obj.GetLabels()[annotations.PhaseLabel])
+}
+
+func TestBarePodChain(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	prep := utiltesting.MakePod("prep", ns).Annotation(annotations.OutputsAnnotation, "data").Obj()
+	train := utiltesting.MakePod("train", ns).Annotation(annotations.InputsAnnotation, "d=prep.data").Gate("example.com/quota").Obj()
+	// Downstream first: out-of-order apply must wait.
+	for _, p := range []*corev1.Pod{train, prep} {
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get(t, train)
+	if len(train.Spec.SchedulingGates) != 2 {
+		t.Fatalf("gates = %+v, want the foreign gate and sluice's", train.Spec.SchedulingGates)
+	}
+	eventually(t, "the run's artifact claim", func() (bool, error) {
+		var pvc corev1.PersistentVolumeClaim
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "sluice-p"}, &pvc)
+		return err == nil, err
+	})
+	eventually(t, "prep Running, train Waiting", func() (bool, error) {
+		return phaseOf(t, prep) == annotations.PhaseRunning && phaseOf(t, train) == annotations.PhaseWaiting, nil
+	})
+	setPodPhase(t, prep, corev1.PodSucceeded, 0)
+	eventually(t, "train released", func() (bool, error) { return phaseOf(t, train) == annotations.PhaseRunning, nil })
+	if g := train.Spec.SchedulingGates; len(g) != 1 || g[0].Name != "example.com/quota" {
+		t.Errorf("gates after release = %+v, want only the foreign gate", g)
+	}
+	if got := train.Annotations[annotations.ReasonAnnotation]; got != "released: upstreams succeeded (prep)" {
+		t.Errorf("reason = %q", got)
+	}
+}
+
+func TestUpstreamFailureHoldsJobs(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	prep := utiltesting.MakePod("prep", ns).Obj()
+	train := utiltesting.MakeJob("train", ns).After("prep").Obj()
+	eval := utiltesting.MakeJob("eval", ns).After("train").Obj()
+	for _, o := range []client.Object{prep, train, eval} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setPodPhase(t, prep, corev1.PodFailed, 3)
+	eventually(t, "train and eval UpstreamFailed", func() (bool, error) {
+		return phaseOf(t, train) == annotations.PhaseUpstreamFailed && phaseOf(t, eval) == annotations.PhaseUpstreamFailed, nil
+	})
+	for _, j := range []*batchv1.Job{train, eval} {
+		if !ptr.Deref(j.Spec.Suspend, false) {
+			t.Errorf("job %s was unsuspended after its upstream failed", j.Name)
+		}
+	}
+	if got := prep.Annotations[annotations.ReasonAnnotation]; phaseOf(t, prep) != annotations.PhaseFailed || !strings.Contains(got, "exited with code 3") {
+		t.Errorf("prep reason = %q, want the exit code", got)
+	}
+	var evs corev1.EventList
+	eventually(t, "an UpstreamFailed event on eval", func() (bool, error) {
+		if err := env.Client.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "UpstreamFailed" && e.InvolvedObject.Name == "eval" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
