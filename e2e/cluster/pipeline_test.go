@@ -1,0 +1,311 @@
+// Package cluster runs sluice end to end on the full local cluster: the real
+// kube-apiserver, kube-controller-manager and kube-scheduler, kwok nodes that
+// run simulated steps, a storage provisioner, and sluice's manager.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/annotations"
+	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
+	"github.com/sluice-dev/sluice/e2e/framework"
+)
+
+// runTimeout bounds one pipeline run; steps take about a second each.
+const runTimeout = 2 * time.Minute
+
+var cluster *framework.Cluster
+
+func TestMain(m *testing.M) {
+	framework.SetupLogging()
+	var err error
+	cluster, err = framework.StartCluster()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the e2e cluster:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := cluster.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the e2e cluster:", err)
+	}
+	os.Exit(code)
+}
+
+// setup makes a namespace and a timeline watching it.
+func setup(t *testing.T) (string, *framework.Timeline) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}
+	if err := cluster.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	tl, err := framework.WatchNamespace(cluster.Config, ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tl.Stop)
+	return ns.Name, tl
+}
+
+// job is a one-second simulated step of run r.
+func job(name, ns string) *utiltesting.JobWrapper {
+	return utiltesting.MakeJob(name, ns).Run("r").Sim("duration", "1s")
+}
+
+func create(t *testing.T, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := cluster.Client.Create(context.Background(), o); err != nil {
+			t.Fatalf("creating %s: %v", o.GetName(), err)
+		}
+	}
+}
+
+// phases returns the recorded phase of every sluice Job and bare Pod in ns.
+func phases(t *testing.T, ns string) map[string]annotations.Phase {
+	t.Helper()
+	got := map[string]annotations.Phase{}
+	var jobs batchv1.JobList
+	if err := cluster.Client.List(context.Background(), &jobs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs.Items {
+		got[j.Labels[annotations.TaskLabel]] = annotations.Phase(j.Labels[annotations.PhaseLabel])
+	}
+	var pods corev1.PodList
+	if err := cluster.Client.List(context.Background(), &pods, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if len(p.OwnerReferences) == 0 {
+			got[p.Labels[annotations.TaskLabel]] = annotations.Phase(p.Labels[annotations.PhaseLabel])
+		}
+	}
+	return got
+}
+
+// waitPhases waits until every named task has the wanted phase.
+func waitPhases(t *testing.T, ns string, want map[string]annotations.Phase) {
+	t.Helper()
+	deadline := time.Now().Add(runTimeout)
+	var got map[string]annotations.Phase
+	for time.Now().Before(deadline) {
+		got = phases(t, ns)
+		ok := true
+		for task, p := range want {
+			ok = ok && got[task] == p
+		}
+		if ok {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("after %s, phases are %v, want %v", runTimeout, got, want)
+}
+
+// assertOrder checks that each downstream task started only after all of
+// its upstreams succeeded, and returns each release latency (from the last
+// upstream's success to the release, as the test observed them).
+func assertOrder(t *testing.T, tl *framework.Timeline, edges map[string][]string) []time.Duration {
+	t.Helper()
+	var latencies []time.Duration
+	for down, ups := range edges {
+		rel, ok := tl.At(down, framework.Released)
+		if !ok {
+			t.Errorf("%s was never released", down)
+			continue
+		}
+		start, _ := tl.At(down, framework.Started)
+		var last time.Time
+		for _, up := range ups {
+			done, ok := tl.At(up, framework.Succeeded)
+			if !ok {
+				t.Errorf("%s released but its upstream %s never succeeded", down, up)
+				continue
+			}
+			if rel.Before(done) || (!start.IsZero() && start.Before(done)) {
+				t.Errorf("%s released at %s / started at %s, before its upstream %s succeeded at %s",
+					down, rel.Format(time.StampMicro), start.Format(time.StampMicro), up, done.Format(time.StampMicro))
+			}
+			if done.After(last) {
+				last = done
+			}
+		}
+		latencies = append(latencies, rel.Sub(last))
+	}
+	return latencies
+}
+
+func logLatencies(t *testing.T, name string, l []time.Duration) {
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	var s []string
+	for _, d := range l {
+		s = append(s, d.Round(time.Millisecond).String())
+	}
+	t.Logf("%s: release latency (upstream pod seen Succeeded -> downstream seen released): %s", name, strings.Join(s, " "))
+}
+
+func TestLinearChain(t *testing.T) {
+	ns, tl := setup(t)
+	create(t,
+		job("ingest", ns).Outputs("raw:Dataset").Obj(),
+		job("preprocess", ns).Inputs("raw=ingest.raw").Outputs("data:Dataset").Obj(),
+		job("train", ns).Inputs("data=preprocess.data").Outputs("model:Model").Obj(),
+		job("evaluate", ns).Inputs("model=train.model").Obj(),
+	)
+	waitPhases(t, ns, map[string]annotations.Phase{
+		"ingest": annotations.PhaseSucceeded, "preprocess": annotations.PhaseSucceeded,
+		"train": annotations.PhaseSucceeded, "evaluate": annotations.PhaseSucceeded,
+	})
+	logLatencies(t, "chain", assertOrder(t, tl, map[string][]string{
+		"preprocess": {"ingest"}, "train": {"preprocess"}, "evaluate": {"train"},
+	}))
+	var pvc corev1.PersistentVolumeClaim
+	if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "sluice-r"}, &pvc); err != nil {
+		t.Fatalf("the run's artifact volume: %v", err)
+	}
+	if pvc.Status.Phase != corev1.ClaimBound {
+		t.Errorf("artifact volume phase = %s, want Bound", pvc.Status.Phase)
+	}
+}
+
+func TestDiamond(t *testing.T) {
+	ns, tl := setup(t)
+	// c is a bare Pod and runs longer than b: d must wait for the slower one.
+	c := utiltesting.MakePod("c", ns).Label(annotations.RunLabel, "r").After("a").
+		Annotation("sim.sluice.dev/duration", "3s").Obj()
+	create(t,
+		job("a", ns).Obj(),
+		job("b", ns).After("a").Obj(),
+		c,
+		job("d", ns).After("b", "c").Obj(),
+	)
+	waitPhases(t, ns, map[string]annotations.Phase{
+		"a": annotations.PhaseSucceeded, "b": annotations.PhaseSucceeded,
+		"c": annotations.PhaseSucceeded, "d": annotations.PhaseSucceeded,
+	})
+	logLatencies(t, "diamond", assertOrder(t, tl, map[string][]string{
+		"b": {"a"}, "c": {"a"}, "d": {"b", "c"},
+	}))
+}
+
+func TestUpstreamFailure(t *testing.T) {
+	ns, tl := setup(t)
+	create(t,
+		job("prep", ns).Sim("exit-code", "3").Sim("message", "bad input").Obj(),
+		job("train", ns).After("prep").Obj(),
+		job("evaluate", ns).After("train").Obj(),
+	)
+	waitPhases(t, ns, map[string]annotations.Phase{
+		"prep": annotations.PhaseFailed, "train": annotations.PhaseUpstreamFailed, "evaluate": annotations.PhaseUpstreamFailed,
+	})
+	// Give a wrongly released task time to show up before checking it never ran.
+	time.Sleep(2 * time.Second)
+	for _, task := range []string{"train", "evaluate"} {
+		if _, ok := tl.At(task, framework.Started); ok {
+			t.Errorf("%s got a pod although its upstream failed", task)
+		}
+		var j batchv1.Job
+		if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: task}, &j); err != nil {
+			t.Fatal(err)
+		}
+		if j.Spec.Suspend == nil || !*j.Spec.Suspend {
+			t.Errorf("%s was unsuspended", task)
+		}
+		if want := "upstream"; !strings.Contains(j.Annotations[annotations.ReasonAnnotation], want) {
+			t.Errorf("%s reason = %q", task, j.Annotations[annotations.ReasonAnnotation])
+		}
+	}
+}
+
+func TestOutOfOrderApply(t *testing.T) {
+	ns, tl := setup(t)
+	create(t,
+		job("evaluate", ns).After("train").Obj(),
+		job("train", ns).After("prep").Obj(),
+	)
+	time.Sleep(2 * time.Second)
+	if got := phases(t, ns); got["train"] != annotations.PhaseWaiting || got["evaluate"] != annotations.PhaseWaiting {
+		t.Fatalf("before prep exists, phases = %v, want train and evaluate Waiting", got)
+	}
+	create(t, job("prep", ns).Obj())
+	waitPhases(t, ns, map[string]annotations.Phase{
+		"prep": annotations.PhaseSucceeded, "train": annotations.PhaseSucceeded, "evaluate": annotations.PhaseSucceeded,
+	})
+	assertOrder(t, tl, map[string][]string{"train": {"prep"}, "evaluate": {"train"}})
+}
+
+// TestControllerRestart kills the manager while a run is in flight, keeps it
+// down while an upstream finishes, and restarts it: the run completes,
+// nothing was released while it was down, and nothing was released twice.
+func TestControllerRestart(t *testing.T) {
+	ns, tl := setup(t)
+	create(t,
+		job("s1", ns).Obj(),
+		job("s2", ns).After("s1").Sim("duration", "2s").Obj(),
+		job("s3", ns).After("s2").Obj(),
+		job("s4", ns).After("s3").Obj(),
+	)
+	deadline := time.Now().Add(runTimeout)
+	for {
+		if _, ok := tl.At("s2", framework.Released); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("s2 was never released")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cluster.Manager.Kill()
+	killed := time.Now()
+	// s2 finishes while the controller is down; s3 must not be released.
+	time.Sleep(5 * time.Second)
+	if _, ok := tl.At("s2", framework.Succeeded); !ok {
+		t.Error("s2 should have succeeded while the controller was down")
+	}
+	if at, ok := tl.At("s3", framework.Released); ok {
+		t.Fatalf("s3 released at %s while the controller was down (killed at %s)", at.Format(time.StampMicro), killed.Format(time.StampMicro))
+	}
+	if err := cluster.Manager.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitPhases(t, ns, map[string]annotations.Phase{
+		"s1": annotations.PhaseSucceeded, "s2": annotations.PhaseSucceeded,
+		"s3": annotations.PhaseSucceeded, "s4": annotations.PhaseSucceeded,
+	})
+	assertOrder(t, tl, map[string][]string{"s2": {"s1"}, "s3": {"s2"}, "s4": {"s3"}})
+
+	var evs eventsv1.EventList
+	if err := cluster.Client.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	released := map[string]int{}
+	for _, e := range evs.Items {
+		if e.Reason == "Released" {
+			released[e.Regarding.Name] += max(1, int(ptrCount(e.Series)))
+		}
+	}
+	for _, task := range []string{"s2", "s3", "s4"} {
+		if released[task] != 1 {
+			t.Errorf("%s has %d Released events, want exactly 1", task, released[task])
+		}
+	}
+}
+
+func ptrCount(s *eventsv1.EventSeries) int32 {
+	if s == nil {
+		return 1
+	}
+	return s.Count
+}
