@@ -229,8 +229,8 @@ func TestUpstreamFailureHoldsJobs(t *testing.T) {
 			t.Errorf("job %s was unsuspended after its upstream failed", j.Name)
 		}
 	}
-	if got := prep.Annotations[annotations.ReasonAnnotation]; phaseOf(t, prep) != annotations.PhaseFailed || !strings.Contains(got, "exited with code 3") {
-		t.Errorf("prep reason = %q, want the exit code", got)
+	if phase := phaseOf(t, prep); phase != annotations.PhaseFailed || !strings.Contains(prep.Annotations[annotations.ReasonAnnotation], "exited with code 3") {
+		t.Errorf("prep is %s with reason %q, want Failed with the exit code", phase, prep.Annotations[annotations.ReasonAnnotation])
 	}
 	var evs corev1.EventList
 	eventually(t, "an UpstreamFailed event on eval", func() (bool, error) {
