@@ -2,6 +2,7 @@ package controller
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/sluice-dev/sluice/annotations"
@@ -12,6 +13,31 @@ type decision struct {
 	phase   annotations.Phase
 	reason  string
 	release bool
+}
+
+// releaseOrSkip is the decision to start a task whose trigger is satisfied; a
+// `when` condition, evaluated over the upstreams' phases and results, can
+// still turn it into Skipped (false) or Failed (cannot be evaluated).
+func releaseOrSkip(task *annotations.Task, ups map[string]*taskState, reason string) decision {
+	if task.When == "" {
+		return decision{phase: annotations.PhaseRunning, release: true, reason: reason}
+	}
+	when, err := annotations.CompileWhen(task.When, task.Upstreams())
+	if err != nil {
+		return decision{phase: annotations.PhaseFailed, reason: oneLine(err.Error())}
+	}
+	in := map[string]annotations.TaskResult{}
+	for name, s := range ups {
+		in[name] = annotations.TaskResult{Phase: string(s.phase), Results: s.results}
+	}
+	ok, err := when.Eval(in)
+	switch {
+	case err != nil:
+		return decision{phase: annotations.PhaseFailed, reason: oneLine("sluice.dev/when " + strconv.Quote(task.When) + " could not be evaluated: " + err.Error())}
+	case !ok:
+		return decision{phase: annotations.PhaseSkipped, reason: oneLine("sluice.dev/when " + strconv.Quote(task.When) + " is false")}
+	}
+	return decision{phase: annotations.PhaseRunning, release: true, reason: oneLine(reason + "; when " + strconv.Quote(task.When) + " is true")}
 }
 
 // decide looks at the upstreams of a waiting task and says whether it stays
@@ -52,10 +78,10 @@ func decide(task *annotations.Task, ups map[string]*taskState) decision {
 		if !allDone {
 			return waiting()
 		}
-		return decision{phase: annotations.PhaseRunning, release: true, reason: "released: upstreams done (" + list(task.Upstreams()) + ")"}
+		return releaseOrSkip(task, ups, "released: upstreams done (" + list(task.Upstreams()) + ")")
 	case annotations.TriggerAnyFailed:
 		if len(failed) > 0 {
-			return decision{phase: annotations.PhaseRunning, release: true, reason: "released: upstream " + list(failed) + " failed"}
+			return releaseOrSkip(task, ups, "released: upstream " + list(failed) + " failed")
 		}
 		if !allDone {
 			return waiting()
@@ -71,7 +97,7 @@ func decide(task *annotations.Task, ups map[string]*taskState) decision {
 		if !allDone {
 			return waiting()
 		}
-		return decision{phase: annotations.PhaseRunning, release: true, reason: "released: upstreams succeeded (" + list(succeeded) + ")"}
+		return releaseOrSkip(task, ups, "released: upstreams succeeded (" + list(succeeded) + ")")
 	}
 }
 

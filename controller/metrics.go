@@ -24,6 +24,10 @@ var (
 		Name: "sluice_task_releases_total",
 		Help: "Tasks released by the controller.",
 	})
+	runs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_runs_total",
+		Help: "Runs that ended, by outcome (Succeeded: no task failed; skipped branches do not fail a run).",
+	}, []string{"outcome"})
 	decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_task_transitions_total",
 		Help: "Phase changes recorded by the controller, by new phase.",
@@ -82,5 +86,5 @@ func registerMetrics(reader client.Reader) {
 		return
 	}
 	registered = true
-	ctrlmetrics.Registry.MustRegister(releaseLatency, releases, decisions, newTaskCollector(reader))
+	ctrlmetrics.Registry.MustRegister(releaseLatency, releases, runs, decisions, newTaskCollector(reader))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -100,9 +101,10 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	}
 
 	var conflicts bool
+	var ended []*taskState // tasks that reached a final phase in this pass
 	for _, name := range order {
 		s := states[name]
-		old := s.phase
+		before := recordedPhase(s.object())
 		if s.phase == annotations.PhaseWaiting {
 			ups := map[string]*taskState{}
 			for _, up := range s.task.Upstreams() {
@@ -123,13 +125,27 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 				continue
 			}
 		}
-		if err := r.record(ctx, s, old); err != nil {
+		json, resultsErr := collectResults(s, s.pods)
+		s.resultsJSON = json
+		if resultsErr != nil {
+			s.reason = oneLine(s.reason + "; " + resultsErr.Error())
+		}
+		if err := r.record(ctx, s); err != nil {
 			if apierrors.IsConflict(err) {
 				conflicts = true
 				continue
 			}
 			return reconcile.Result{}, err
 		}
+		if resultsErr != nil && json != "" {
+			r.recorder.Eventf(s.object(), nil, corev1.EventTypeWarning, "BadResults", "Observe", "%s", resultsErr.Error())
+		}
+		if !before.Finished() && s.phase.Finished() {
+			ended = append(ended, s)
+		}
+	}
+	if len(ended) > 0 && !conflicts {
+		r.runEnded(ctx, req.Namespace, req.Name, states, ended[len(ended)-1])
 	}
 	if conflicts {
 		// Someone changed a task while we decided; decide again on fresh objects.
@@ -225,15 +241,19 @@ func (r *RunReconciler) release(ctx context.Context, s *taskState, ups map[strin
 	return nil
 }
 
-// record writes the task's phase and reason when they changed.
-func (r *RunReconciler) record(ctx context.Context, s *taskState, observed annotations.Phase) error {
+// record writes the task's phase and reason when they changed, and its
+// results when they were just read.
+func (r *RunReconciler) record(ctx context.Context, s *taskState) error {
 	obj := s.object()
-	if recordedPhase(obj) == s.phase && obj.GetAnnotations()[annotations.ReasonAnnotation] == s.reason {
+	if recordedPhase(obj) == s.phase && obj.GetAnnotations()[annotations.ReasonAnnotation] == s.reason && s.resultsJSON == "" {
 		return nil
 	}
 	patchBase := obj.DeepCopyObject().(client.Object)
 	changed := recordedPhase(obj) != s.phase
 	setPhase(obj, s.phase, s.reason)
+	if s.resultsJSON != "" {
+		obj.GetAnnotations()[annotations.ResultsAnnotation] = s.resultsJSON
+	}
 	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("recording phase %s of %s: %w", s.phase, klogRef(obj), err)
 	}
@@ -253,6 +273,29 @@ func (r *RunReconciler) record(ctx context.Context, s *taskState, observed annot
 		r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, "TaskSucceeded", "Observe", "%s", s.reason)
 	}
 	return nil
+}
+
+// runEnded reports a run whose every task has now finished: an Event on the
+// task that finished last and the runs metric. It is called only in the pass
+// that recorded a task's final phase, so each run ends once, even across
+// restarts (the phase label is the record).
+func (r *RunReconciler) runEnded(ctx context.Context, ns, run string, states map[string]*taskState, last *taskState) {
+	counts := map[annotations.Phase]int{}
+	for _, s := range states {
+		if !s.phase.Finished() {
+			return
+		}
+		counts[s.phase]++
+	}
+	outcome, eventType := "Succeeded", corev1.EventTypeNormal
+	if counts[annotations.PhaseFailed]+counts[annotations.PhaseUpstreamFailed] > 0 {
+		outcome, eventType = "Failed", corev1.EventTypeWarning
+	}
+	runs.WithLabelValues(outcome).Inc()
+	msg := fmt.Sprintf("run %s/%s %s: %d succeeded, %d failed, %d upstream-failed, %d skipped", ns, run, strings.ToLower(outcome),
+		counts[annotations.PhaseSucceeded], counts[annotations.PhaseFailed], counts[annotations.PhaseUpstreamFailed], counts[annotations.PhaseSkipped])
+	ctrl.LoggerFrom(ctx).V(2).Info("Run ended", "outcome", outcome, "tasks", len(states))
+	r.recorder.Eventf(last.object(), nil, eventType, "Run"+outcome, "RunEnded", "%s", msg)
 }
 
 func setPhase(obj client.Object, phase annotations.Phase, reason string) {

@@ -39,15 +39,25 @@ func failedJob(j *batchv1.Job) *batchv1.Job {
 	return j
 }
 
+// finishedPod is a succeeded pod of a Job, with a termination message.
+func finishedPod(name, job, uid, msg string) *corev1.Pod {
+	p := utiltesting.MakePod(name, "ml").Label(annotations.TaskLabel, job).OwnedByJob(job, uid).Phase(corev1.PodSucceeded).Obj()
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "main", State: corev1.ContainerState{
+		Terminated: &corev1.ContainerStateTerminated{Message: msg, FinishedAt: metav1.Now()}}}}
+	return p
+}
+
 func suspended(j *batchv1.Job) *batchv1.Job { j.Spec.Suspend = ptr.To(true); return j }
 
 func TestReconcile(t *testing.T) {
 	const ns = "ml"
 	type want struct {
-		phase   annotations.Phase
-		suspend bool
-		gates   []string
-		reason  string
+		phase        annotations.Phase
+		suspend      bool
+		gates        []string
+		reason       string
+		reasonPrefix string // instead of reason, when the tail is a library's message
+		results      string
 	}
 	cases := map[string]struct {
 		objs       []client.Object
@@ -92,7 +102,7 @@ func TestReconcile(t *testing.T) {
 				"train": {phase: annotations.PhaseUpstreamFailed, suspend: true, reason: "upstream prep failed"},
 				"eval":  {phase: annotations.PhaseUpstreamFailed, suspend: true, reason: "upstream train failed"},
 			},
-			wantEvents: []string{"Warning TaskFailed", "Warning UpstreamFailed", "Warning UpstreamFailed"},
+			wantEvents: []string{"Warning TaskFailed", "Warning UpstreamFailed", "Warning UpstreamFailed", "Warning RunFailed"},
 		},
 		"downstream applied before its upstream waits": {
 			objs: []client.Object{suspended(utiltesting.MakeJob("train", ns).After("prep").Obj())},
@@ -108,6 +118,51 @@ func TestReconcile(t *testing.T) {
 			wantPods: map[string]want{
 				"eval": {phase: annotations.PhaseRunning, gates: []string{"example.com/quota"}, reason: "released: upstreams succeeded (prep)"},
 			},
+		},
+		"results recorded from the termination message; a true condition releases": {
+			objs: []client.Object{
+				utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj(),
+				finishedPod("evaluate-x", "evaluate", "u-eval", "accuracy=0.95\nmodel=v3"),
+				suspended(utiltesting.MakeJob("deploy", ns).After("evaluate").When("tasks.evaluate.results.accuracy >= 0.9").Obj()),
+			},
+			wantJobs: map[string]want{
+				"evaluate": {phase: annotations.PhaseSucceeded, reason: "pod evaluate-x succeeded", results: `{"accuracy":0.95,"model":"v3"}`},
+				"deploy":   {phase: annotations.PhaseRunning, reason: `released: upstreams succeeded (evaluate); when "tasks.evaluate.results.accuracy >= 0.9" is true`},
+			},
+		},
+		"a false condition skips the task and its downstream; the run does not fail": {
+			objs: []client.Object{
+				utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj(),
+				finishedPod("evaluate-x", "evaluate", "u-eval", `{"accuracy": 0.80}`),
+				suspended(utiltesting.MakeJob("deploy", ns).After("evaluate").When("tasks.evaluate.results.accuracy >= 0.9").Obj()),
+				suspended(utiltesting.MakeJob("announce", ns).After("deploy").Obj()),
+			},
+			wantJobs: map[string]want{
+				"deploy":   {phase: annotations.PhaseSkipped, suspend: true, reason: `sluice.dev/when "tasks.evaluate.results.accuracy >= 0.9" is false`},
+				"announce": {phase: annotations.PhaseSkipped, suspend: true, reason: "upstream deploy skipped"},
+			},
+			wantEvents: []string{"Normal TaskSucceeded", "Normal Skipped", "Normal Skipped", "Normal RunSucceeded"},
+		},
+		"a condition that cannot be evaluated fails the task, which stays held": {
+			objs: []client.Object{
+				utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj(),
+				finishedPod("evaluate-x", "evaluate", "u-eval", "loss=0.1"),
+				suspended(utiltesting.MakeJob("deploy", ns).After("evaluate").When("tasks.evaluate.results.accuracy >= 0.9").Obj()),
+			},
+			wantJobs: map[string]want{
+				"deploy": {phase: annotations.PhaseFailed, suspend: true, reasonPrefix: `sluice.dev/when "tasks.evaluate.results.accuracy >= 0.9" could not be evaluated:`},
+			},
+		},
+		"a malformed termination message is reported, not dropped": {
+			objs: []client.Object{
+				utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj(),
+				finishedPod("evaluate-x", "evaluate", "u-eval", "accuracy 0.9"),
+			},
+			wantJobs: map[string]want{
+				"evaluate": {phase: annotations.PhaseSucceeded, results: "{}",
+					reasonPrefix: "pod evaluate-x succeeded; termination message of pod evaluate-x is not key=value lines or one JSON object:"},
+			},
+			wantEvents: []string{"Normal TaskSucceeded", "Warning BadResults", "Normal RunSucceeded"},
 		},
 		"released job suspended again by someone else is not released twice": {
 			objs: []client.Object{
@@ -134,7 +189,11 @@ func TestReconcile(t *testing.T) {
 				if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &j); err != nil {
 					t.Fatal(err)
 				}
-				got := want{phase: recordedPhase(&j), suspend: ptr.Deref(j.Spec.Suspend, false), reason: j.Annotations[annotations.ReasonAnnotation]}
+				got := want{phase: recordedPhase(&j), suspend: ptr.Deref(j.Spec.Suspend, false), reason: j.Annotations[annotations.ReasonAnnotation],
+					results: j.Annotations[annotations.ResultsAnnotation]}
+				if w.reasonPrefix != "" && strings.HasPrefix(got.reason, w.reasonPrefix) {
+					got.reason, got.reasonPrefix = "", w.reasonPrefix
+				}
 				if diff := cmp.Diff(w, got, cmp.AllowUnexported(want{})); diff != "" {
 					t.Errorf("job %s (-want,+got):\n%s", name, diff)
 				}

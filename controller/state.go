@@ -18,9 +18,16 @@ type taskState struct {
 	job  *batchv1.Job // exactly one of job and pod is set
 	pod  *corev1.Pod
 
+	pods []*corev1.Pod // the Job's pods, or the bare Pod itself
+
 	phase      annotations.Phase
 	reason     string
 	finishedAt time.Time
+
+	// results are the task's output parameters once it finished;
+	// resultsJSON is set when they were read now and must be recorded.
+	results     map[string]any
+	resultsJSON string
 }
 
 func (s *taskState) object() client.Object {
@@ -42,7 +49,7 @@ func released(p annotations.Phase) bool {
 
 // observeJob derives a Job task's phase from the Job and its pods.
 func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *taskState {
-	s := &taskState{task: task, job: job}
+	s := &taskState{task: task, job: job, pods: pods}
 	recorded := recordedPhase(job)
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
@@ -68,15 +75,29 @@ func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *t
 			}
 		}
 	}
+	held := ptrTrue(job.Spec.Suspend) && task.Held()
 	switch {
-	case recorded == annotations.PhaseSkipped || recorded == annotations.PhaseUpstreamFailed:
-		s.phase = recorded
-	case ptrTrue(job.Spec.Suspend) && task.Held() && !released(recorded):
+	case decidedWithoutRunning(recorded, held):
+		s.phase, s.reason = recorded, job.Annotations[annotations.ReasonAnnotation]
+	case held && !released(recorded):
 		s.phase = annotations.PhaseWaiting
 	default:
 		s.phase, s.reason = annotations.PhaseRunning, "Job running"
 	}
 	return s
+}
+
+// decidedWithoutRunning reports whether the controller already gave a task
+// that never started its final phase: Skipped, UpstreamFailed, or Failed
+// because its condition could not be evaluated (the task is still held).
+func decidedWithoutRunning(recorded annotations.Phase, held bool) bool {
+	switch recorded {
+	case annotations.PhaseSkipped, annotations.PhaseUpstreamFailed:
+		return true
+	case annotations.PhaseFailed:
+		return held
+	}
+	return false
 }
 
 // decidedByOnePod reports whether a single succeeded pod decides the Job's
@@ -89,16 +110,17 @@ func decidedByOnePod(job *batchv1.Job) bool {
 
 // observePod derives a bare Pod task's phase.
 func observePod(task *annotations.Task, pod *corev1.Pod) *taskState {
-	s := &taskState{task: task, pod: pod}
+	s := &taskState{task: task, pod: pod, pods: []*corev1.Pod{pod}}
 	recorded := recordedPhase(pod)
+	held := webhook.HasGate(&pod.Spec)
 	switch {
 	case pod.Status.Phase == corev1.PodSucceeded:
 		s.phase, s.reason, s.finishedAt = annotations.PhaseSucceeded, "pod succeeded", podFinishedAt(pod)
 	case pod.Status.Phase == corev1.PodFailed:
 		s.phase, s.reason, s.finishedAt = annotations.PhaseFailed, "pod failed: "+podFailure(pod), podFinishedAt(pod)
-	case recorded == annotations.PhaseSkipped || recorded == annotations.PhaseUpstreamFailed:
-		s.phase = recorded
-	case webhook.HasGate(&pod.Spec) && !released(recorded):
+	case decidedWithoutRunning(recorded, held):
+		s.phase, s.reason = recorded, pod.Annotations[annotations.ReasonAnnotation]
+	case held && !released(recorded):
 		s.phase = annotations.PhaseWaiting
 	default:
 		s.phase, s.reason = annotations.PhaseRunning, "pod "+string(pod.Status.Phase)

@@ -31,7 +31,7 @@ func (w *JobWebhook) Default(ctx context.Context, job *batchv1.Job) error {
 	if !annotations.IsSluiceObject(job) || !isCreate(ctx) {
 		return nil
 	}
-	task, errs := annotations.Parse(job)
+	task, errs := parseTask(job)
 	if len(errs) > 0 {
 		return apierrors.NewInvalid(jobKind, job.Name, errs)
 	}

@@ -32,7 +32,7 @@ func (w *PodWebhook) Default(ctx context.Context, pod *corev1.Pod) error {
 	if !annotations.IsSluiceObject(pod) || ownedByJob(pod) || !isCreate(ctx) {
 		return nil
 	}
-	task, errs := annotations.Parse(pod)
+	task, errs := parseTask(pod)
 	if len(errs) > 0 {
 		return apierrors.NewInvalid(podKind, pod.Name, errs)
 	}

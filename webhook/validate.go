@@ -21,10 +21,22 @@ func validateCreate(kind schema.GroupKind, name string, obj metav1.Object) error
 	if !annotations.IsSluiceObject(obj) {
 		return nil
 	}
-	if _, errs := annotations.Parse(obj); len(errs) > 0 {
+	if _, errs := parseTask(obj); len(errs) > 0 {
 		return apierrors.NewInvalid(kind, name, errs)
 	}
 	return nil
+}
+
+// parseTask parses the object's sluice keys and compiles its condition, so
+// that a condition that can never be evaluated is refused at apply time.
+func parseTask(obj metav1.Object) (*annotations.Task, field.ErrorList) {
+	task, errs := annotations.Parse(obj)
+	if task.When != "" {
+		if _, err := annotations.CompileWhen(task.When, task.Upstreams()); err != nil {
+			errs = append(errs, field.Invalid(annotationsPath.Key(annotations.WhenAnnotation), task.When, err.Error()))
+		}
+	}
+	return task, errs
 }
 
 // validateUpdate rejects an update that changes a graph key: the run's graph
@@ -57,7 +69,7 @@ func validateUpdate(kind schema.GroupKind, name string, old, obj metav1.Object) 
 	if !annotations.IsSluiceObject(obj) {
 		return nil
 	}
-	if _, perrs := annotations.Parse(obj); len(perrs) > 0 {
+	if _, perrs := parseTask(obj); len(perrs) > 0 {
 		return apierrors.NewInvalid(kind, name, perrs)
 	}
 	return nil

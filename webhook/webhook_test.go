@@ -97,6 +97,11 @@ func TestJobDefault(t *testing.T) {
 			job:  utiltesting.MakeJob("train", "ml").After("prep").Obj(),
 			want: func(*batchv1.Job) {},
 		},
+		"a condition naming a task that is not an upstream is denied": {
+			ctx:     create,
+			job:     utiltesting.MakeJob("deploy", "ml").After("evaluate").Annotation(annotations.WhenAnnotation, "tasks.train.phase == 'Succeeded'").Obj(),
+			wantErr: `metadata.annotations[sluice.dev/when]: Invalid value: "tasks.train.phase == 'Succeeded'": sluice.dev/when: `,
+		},
 		"bad keys: denied with the key and value": {
 			ctx:     create,
 			job:     utiltesting.MakeJob("train", "ml").Annotation(annotations.InputsAnnotation, "dataset").Obj(),

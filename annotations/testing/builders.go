@@ -61,6 +61,12 @@ func (w *JobWrapper) Outputs(v string) *JobWrapper {
 	return w.Annotation(annotations.OutputsAnnotation, v)
 }
 
+// When sets the when annotation.
+func (w *JobWrapper) When(expr string) *JobWrapper { return w.Annotation(annotations.WhenAnnotation, expr) }
+
+// UID sets the Job's UID, for pods to refer to.
+func (w *JobWrapper) UID(uid string) *JobWrapper { w.ObjectMeta.UID = types.UID(uid); return w }
+
 // Sim sets a simulation annotation (sim.sluice.dev/<key>) on the pod template.
 func (w *JobWrapper) Sim(key, v string) *JobWrapper {
 	setMap(&w.Spec.Template.Annotations, "sim.sluice.dev/"+key, v)

@@ -1,0 +1,67 @@
+package controller
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sluice-dev/sluice/annotations"
+)
+
+// terminationMessage returns the termination message of the task's main
+// container (the first one) in the pod that finished last, and that pod.
+func terminationMessage(pods []*corev1.Pod) (string, *corev1.Pod) {
+	var best *corev1.Pod
+	var msg string
+	var bestAt int64 = -1
+	for _, p := range pods {
+		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			continue
+		}
+		if len(p.Spec.Containers) == 0 {
+			continue
+		}
+		main := p.Spec.Containers[0].Name
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.Name != main || cs.State.Terminated == nil {
+				continue
+			}
+			if at := cs.State.Terminated.FinishedAt.UnixNano(); at > bestAt {
+				best, bestAt, msg = p, at, cs.State.Terminated.Message
+			}
+		}
+	}
+	return msg, best
+}
+
+// collectResults fills s.results from the annotation already recorded, or,
+// once the task finished, from its termination message. It returns the JSON
+// to record when it read a new message, and an error describing a message
+// that does not parse (recorded as an Event and in the reason).
+func collectResults(s *taskState, pods []*corev1.Pod) (newJSON string, err error) {
+	if recorded, ok := s.object().GetAnnotations()[annotations.ResultsAnnotation]; ok {
+		s.results, err = annotations.UnmarshalResults(recorded)
+		return "", err
+	}
+	if s.phase != annotations.PhaseSucceeded && s.phase != annotations.PhaseFailed {
+		return "", nil
+	}
+	msg, pod := terminationMessage(pods)
+	if pod == nil {
+		// The task never ran (decided without running), or its pod is gone:
+		// there is nothing to read, and nothing is recorded.
+		s.results = map[string]any{}
+		return "", nil
+	}
+	results, perr := annotations.ParseResults(msg)
+	if perr != nil {
+		s.results = map[string]any{}
+		return "{}", fmt.Errorf("termination message of pod %s is not key=value lines or one JSON object: %w", pod.Name, perr)
+	}
+	s.results = results
+	out, merr := annotations.MarshalResults(results)
+	if merr != nil {
+		return "{}", fmt.Errorf("results of pod %s cannot be stored: %w", pod.Name, merr)
+	}
+	return out, nil
+}
