@@ -78,10 +78,10 @@ func decide(task *annotations.Task, ups map[string]*taskState) decision {
 		if !allDone {
 			return waiting()
 		}
-		return releaseOrSkip(task, ups, "released: upstreams done (" + list(task.Upstreams()) + ")")
+		return releaseOrSkip(task, ups, "released: upstreams done ("+list(task.Upstreams())+")")
 	case annotations.TriggerAnyFailed:
 		if len(failed) > 0 {
-			return releaseOrSkip(task, ups, "released: upstream " + list(failed) + " failed")
+			return releaseOrSkip(task, ups, "released: upstream "+list(failed)+" failed")
 		}
 		if !allDone {
 			return waiting()
@@ -97,7 +97,7 @@ func decide(task *annotations.Task, ups map[string]*taskState) decision {
 		if !allDone {
 			return waiting()
 		}
-		return releaseOrSkip(task, ups, "released: upstreams succeeded (" + list(succeeded) + ")")
+		return releaseOrSkip(task, ups, "released: upstreams succeeded ("+list(succeeded)+")")
 	}
 }
 

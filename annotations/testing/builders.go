@@ -62,7 +62,9 @@ func (w *JobWrapper) Outputs(v string) *JobWrapper {
 }
 
 // When sets the when annotation.
-func (w *JobWrapper) When(expr string) *JobWrapper { return w.Annotation(annotations.WhenAnnotation, expr) }
+func (w *JobWrapper) When(expr string) *JobWrapper {
+	return w.Annotation(annotations.WhenAnnotation, expr)
+}
 
 // UID sets the Job's UID, for pods to refer to.
 func (w *JobWrapper) UID(uid string) *JobWrapper { w.ObjectMeta.UID = types.UID(uid); return w }
