@@ -17,7 +17,7 @@ import (
 var jobKind = batchv1.SchemeGroupVersion.WithKind("Job").GroupKind()
 
 // JobWebhook mutates and validates sluice Jobs.
-type JobWebhook struct{}
+type JobWebhook struct{ validator }
 
 var (
 	_ admission.Defaulter[*batchv1.Job] = &JobWebhook{}
@@ -47,12 +47,12 @@ func (w *JobWebhook) Default(ctx context.Context, job *batchv1.Job) error {
 
 // ValidateCreate rejects a Job whose sluice keys do not parse.
 func (w *JobWebhook) ValidateCreate(ctx context.Context, job *batchv1.Job) (admission.Warnings, error) {
-	return nil, validateCreate(jobKind, job.Name, job)
+	return nil, w.validateCreate(ctx, jobKind, job)
 }
 
 // ValidateUpdate rejects changes to the keys that place a Job in its graph.
 func (w *JobWebhook) ValidateUpdate(ctx context.Context, old, job *batchv1.Job) (admission.Warnings, error) {
-	return nil, validateUpdate(jobKind, job.Name, old, job)
+	return nil, w.validateUpdate(ctx, jobKind, old, job)
 }
 
 // ValidateDelete allows every deletion: the controller handles the downstream.
@@ -65,19 +65,27 @@ func isCreate(ctx context.Context) bool {
 	return err == nil && req.Operation == admissionv1.Create
 }
 
+// Options configure the webhooks.
+type Options struct {
+	// ControllerUsername is the identity allowed to write the
+	// controller-owned keys (the manager's own, see WhoAmI).
+	ControllerUsername string
+}
+
 // SetupWebhooks registers the Job and Pod webhooks with the manager, at
 // controller-runtime's default paths (/mutate-batch-v1-job, /mutate--v1-pod,
 // /validate-batch-v1-job, /validate--v1-pod).
-func SetupWebhooks(mgr ctrl.Manager) error {
+func SetupWebhooks(mgr ctrl.Manager, opts Options) error {
+	v := validator{reader: mgr.GetAPIReader(), controllerUser: opts.ControllerUsername}
 	if err := ctrl.NewWebhookManagedBy(mgr, &batchv1.Job{}).
 		WithDefaulter(&JobWebhook{}).
-		WithValidator(&JobWebhook{}).
+		WithValidator(&JobWebhook{v}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the job webhook: %w", err)
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, podObject()).
 		WithDefaulter(&PodWebhook{}).
-		WithValidator(&PodWebhook{}).
+		WithValidator(&PodWebhook{v}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the pod webhook: %w", err)
 	}

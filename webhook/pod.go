@@ -16,7 +16,7 @@ var podKind = corev1.SchemeGroupVersion.WithKind("Pod").GroupKind()
 
 // PodWebhook mutates and validates bare sluice Pods. Pods created by a Job
 // were mutated through the Job's template and are left alone.
-type PodWebhook struct{}
+type PodWebhook struct{ validator }
 
 var (
 	_ admission.Defaulter[*corev1.Pod] = &PodWebhook{}
@@ -50,7 +50,7 @@ func (w *PodWebhook) ValidateCreate(ctx context.Context, pod *corev1.Pod) (admis
 	if ownedByJob(pod) {
 		return nil, nil
 	}
-	return nil, validateCreate(podKind, pod.Name, pod)
+	return nil, w.validateCreate(ctx, podKind, pod)
 }
 
 // ValidateUpdate rejects changes to the keys that place a Pod in its graph.
@@ -58,7 +58,7 @@ func (w *PodWebhook) ValidateUpdate(ctx context.Context, old, pod *corev1.Pod) (
 	if ownedByJob(pod) {
 		return nil, nil
 	}
-	return nil, validateUpdate(podKind, pod.Name, old, pod)
+	return nil, w.validateUpdate(ctx, podKind, old, pod)
 }
 
 // ValidateDelete allows every deletion: the controller handles the downstream.

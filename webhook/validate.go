@@ -1,10 +1,13 @@
 package webhook
 
 import (
+	"context"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/annotations"
 )
@@ -14,15 +17,33 @@ var (
 	annotationsPath = field.NewPath("metadata", "annotations")
 )
 
-// validateCreate rejects a sluice object whose keys do not parse. The
-// mutating webhook already refused it; this catches objects that reached the
-// apiserver without passing through it (another mutating webhook adding keys).
-func validateCreate(kind schema.GroupKind, name string, obj metav1.Object) error {
+// validator holds what validation needs beyond the object itself.
+type validator struct {
+	// reader lists the other tasks of a run; nil skips the graph checks.
+	reader client.Reader
+	// controllerUser is the controller's username: the only one that may
+	// write the controller-owned keys.
+	controllerUser string
+}
+
+// validateCreate rejects a sluice object whose keys do not parse (the
+// mutating webhook refused it already, unless it was bypassed), whose task
+// does not fit its run, or that carries controller-owned keys.
+func (v *validator) validateCreate(ctx context.Context, kind schema.GroupKind, obj metav1.Object) error {
 	if !annotations.IsSluiceObject(obj) {
 		return nil
 	}
-	if _, errs := parseTask(obj); len(errs) > 0 {
-		return apierrors.NewInvalid(kind, name, errs)
+	task, errs := parseTask(obj)
+	errs = append(errs, v.validateOwnedKeys(ctx, nil, nil, obj.GetLabels(), obj.GetAnnotations())...)
+	if len(errs) == 0 && v.reader != nil {
+		existing, err := runTasks(ctx, v.reader, task.Namespace, task.Run)
+		if err != nil {
+			return apierrors.NewInternalError(err)
+		}
+		errs = validateGraph(task, kind.Kind+" "+obj.GetNamespace()+"/"+obj.GetName(), existing)
+	}
+	if len(errs) > 0 {
+		return apierrors.NewInvalid(kind, obj.GetName(), errs)
 	}
 	return nil
 }
@@ -42,8 +63,9 @@ func parseTask(obj metav1.Object) (*annotations.Task, field.ErrorList) {
 // validateUpdate rejects an update that changes a graph key: the run's graph
 // was checked and acted on with the old values, so changing them later would
 // release or hold tasks against what was applied.
-func validateUpdate(kind schema.GroupKind, name string, old, obj metav1.Object) error {
-	var errs field.ErrorList
+func (v *validator) validateUpdate(ctx context.Context, kind schema.GroupKind, old, obj metav1.Object) error {
+	name := obj.GetName()
+	errs := v.validateOwnedKeys(ctx, old.GetLabels(), old.GetAnnotations(), obj.GetLabels(), obj.GetAnnotations())
 	for _, key := range annotations.GraphKeys {
 		oldMap, newMap, path := old.GetAnnotations(), obj.GetAnnotations(), annotationsPath
 		if isLabelKey(key) {

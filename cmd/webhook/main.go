@@ -29,6 +29,7 @@ func main() {
 	var (
 		webhookHost, certDir, metricsAddr, probeAddr string
 		leaderNS, storageClass, artifactSize         string
+		controllerUser                               string
 		webhookPort, concurrency                     int
 		leaderElect, disableWebhooks                 bool
 	)
@@ -42,6 +43,7 @@ func main() {
 	flag.StringVar(&leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace, or default outside a cluster)")
 	flag.StringVar(&storageClass, "storage-class", "", "StorageClass of run artifact volumes (empty: the cluster default); sluice.dev/storage-class overrides it")
 	flag.StringVar(&artifactSize, "artifact-size", "1Gi", "size of run artifact volumes; sluice.dev/artifact-size overrides it")
+	flag.StringVar(&controllerUser, "controller-username", "", "the only user allowed to write sluice.dev/phase, results and reason (default: the manager's own, from a SelfSubjectReview)")
 	flag.IntVar(&concurrency, "concurrent-runs", 4, "runs reconciled in parallel")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -85,7 +87,14 @@ func main() {
 	}
 	ctx := ctrl.SetupSignalHandler()
 	if !disableWebhooks {
-		if err := webhook.SetupWebhooks(mgr); err != nil {
+		if controllerUser == "" {
+			if controllerUser, err = webhook.WhoAmI(ctx, mgr.GetClient()); err != nil {
+				log.Error(err, "Unable to learn the controller's identity; set --controller-username")
+				os.Exit(1)
+			}
+		}
+		log.Info("Controller-owned keys are writable only by", "user", controllerUser)
+		if err := webhook.SetupWebhooks(mgr, webhook.Options{ControllerUsername: controllerUser}); err != nil {
 			log.Error(err, "Unable to set up the webhooks")
 			os.Exit(1)
 		}

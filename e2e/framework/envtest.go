@@ -105,10 +105,16 @@ func (e *EnvtestEnv) startManager() error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
-	if err := sluicewebhook.SetupWebhooks(mgr); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	who, err := sluicewebhook.WhoAmI(ctx, mgr.GetClient())
+	if err != nil {
+		cancel()
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	if err := sluicewebhook.SetupWebhooks(mgr, sluicewebhook.Options{ControllerUsername: who}); err != nil {
+		cancel()
+		return err
+	}
 	e.cancel = cancel
 	r := controller.NewRunReconciler(mgr.GetClient(), mgr.GetEventRecorder("sluice-controller"), controller.Options{})
 	if err := r.SetupWithManager(ctx, mgr); err != nil {

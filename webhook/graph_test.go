@@ -1,0 +1,124 @@
+package webhook
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/sluice-dev/sluice/annotations"
+	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
+)
+
+// stored is a task as the mutating webhook leaves it: with its run label.
+func stored(j *utiltesting.JobWrapper) client.Object {
+	return j.Run("p").Obj()
+}
+
+func TestValidateCreateAgainstRun(t *testing.T) {
+	existing := []client.Object{
+		stored(utiltesting.MakeJob("prep", "ml").Outputs("data:Dataset")),
+		stored(utiltesting.MakeJob("train", "ml").After("prep").Outputs("model")),
+		stored(utiltesting.MakeJob("b", "ml").After("a")),
+		stored(utiltesting.MakeJob("c", "ml").After("b")),
+	}
+	cases := map[string]struct {
+		job     *batchv1.Job
+		wantErr string
+	}{
+		"fits the run": {
+			job: utiltesting.MakeJob("evaluate", "ml").Inputs("model=train.model").Obj(),
+		},
+		"upstream not created yet is fine": {
+			job: utiltesting.MakeJob("deploy", "ml").Inputs("model=register.model").Obj(),
+		},
+		"duplicate task name": {
+			job:     utiltesting.MakeJob("prep-v2", "ml").Label(annotations.TaskLabel, "prep").Obj(),
+			wantErr: `metadata.labels[sluice.dev/task]: Duplicate value: "prep: run \"p\" already has this task (Job ml/prep); task names are unique within a run"`,
+		},
+		"input names an undeclared output": {
+			job:     utiltesting.MakeJob("evaluate", "ml").Inputs("m=train.weights").Obj(),
+			wantErr: `metadata.annotations[sluice.dev/inputs]: Invalid value: "m=train.weights": task train (Job ml/train) declares outputs model, not "weights"`,
+		},
+		"closes a cycle": {
+			job:     utiltesting.MakeJob("a", "ml").After("c").Obj(),
+			wantErr: `this task would close a dependency cycle in run "p": a -> b -> c -> a`,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(existing...).Build()
+			w := &JobWebhook{validator{reader: c, controllerUser: "sluice"}}
+			_, err := w.ValidateCreate(create, tc.job)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("ValidateCreate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("ValidateCreate() = %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func asUser(op admissionv1.Operation, user string) context.Context {
+	return admission.NewContextWithRequest(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		Operation: op, UserInfo: authenticationv1.UserInfo{Username: user},
+	}})
+}
+
+func TestControllerOwnedKeys(t *testing.T) {
+	w := &JobWebhook{validator{controllerUser: "system:serviceaccount:sluice:sluice"}}
+	base := utiltesting.MakeJob("train", "ml").After("prep").Obj()
+	forged := utiltesting.MakeJob("train", "ml").After("prep").Label(annotations.PhaseLabel, "Succeeded").Obj()
+	cases := map[string]struct {
+		ctx      context.Context
+		old, new *batchv1.Job
+		wantErr  string
+	}{
+		"user forges a phase on update": {
+			ctx: asUser(admissionv1.Update, "alice"), old: base, new: forged,
+			wantErr: "metadata.labels[sluice.dev/phase]: Forbidden: is set by the sluice controller only (user alice may not set or change it)",
+		},
+		"controller sets the phase": {
+			ctx: asUser(admissionv1.Update, "system:serviceaccount:sluice:sluice"), old: base, new: forged,
+		},
+		"user edits something else while a phase is set": {
+			ctx: asUser(admissionv1.Update, "alice"), old: forged,
+			new: utiltesting.MakeJob("train", "ml").After("prep").Label(annotations.PhaseLabel, "Succeeded").Label("team", "a").Obj(),
+		},
+		"user creates an object with results": {
+			ctx:     asUser(admissionv1.Create, "alice"),
+			new:     utiltesting.MakeJob("train", "ml").Annotation(annotations.ResultsAnnotation, `{"accuracy":1}`).Obj(),
+			wantErr: "metadata.annotations[sluice.dev/results]: Forbidden: is set by the sluice controller only",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var err error
+			if tc.old == nil {
+				_, err = w.ValidateCreate(tc.ctx, tc.new)
+			} else {
+				_, err = w.ValidateUpdate(tc.ctx, tc.old, tc.new)
+			}
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("got %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
