@@ -82,9 +82,20 @@ func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *t
 	case held && !released(recorded):
 		s.phase = annotations.PhaseWaiting
 	default:
-		s.phase, s.reason = annotations.PhaseRunning, "Job running"
+		s.phase, s.reason = annotations.PhaseRunning, runningReason(job, recorded, "Job running")
 	}
 	return s
+}
+
+// runningReason keeps the reason recorded at release ("released: upstreams
+// succeeded (...)") while the task runs; a task that was never held gets def.
+func runningReason(obj client.Object, recorded annotations.Phase, def string) string {
+	if recorded == annotations.PhaseRunning {
+		if r := obj.GetAnnotations()[annotations.ReasonAnnotation]; r != "" {
+			return r
+		}
+	}
+	return def
 }
 
 // decidedWithoutRunning reports whether the controller already gave a task
@@ -123,7 +134,7 @@ func observePod(task *annotations.Task, pod *corev1.Pod) *taskState {
 	case held && !released(recorded):
 		s.phase = annotations.PhaseWaiting
 	default:
-		s.phase, s.reason = annotations.PhaseRunning, "pod "+string(pod.Status.Phase)
+		s.phase, s.reason = annotations.PhaseRunning, runningReason(pod, recorded, "pod started")
 	}
 	return s
 }

@@ -87,6 +87,10 @@ func validateGraph(task *annotations.Task, self string, existing []runTask) fiel
 	}
 	g, _ := annotations.NewGraph(all)
 	if cycle := g.Cycle(); cycle != nil && slices.Contains(cycle, task.Name) {
+		// Say it from the new task's point of view: z -> x -> y -> z.
+		ring := cycle[:len(cycle)-1]
+		i := slices.Index(ring, task.Name)
+		cycle = append(append(slices.Clone(ring[i:]), ring[:i]...), task.Name)
 		errs = append(errs, field.Invalid(annotationsPath.Key(annotations.AfterAnnotation), strings.Join(task.Upstreams(), ","),
 			fmt.Sprintf("this task would close a dependency cycle in run %q: %s", task.Run, strings.Join(cycle, " -> "))))
 	}

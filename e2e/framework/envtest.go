@@ -167,3 +167,15 @@ func SetupLogging() {
 	}
 	ctrl.SetLogger(logr.Discard())
 }
+
+// AsUser returns a client that impersonates user (in system:masters, so
+// only admission can refuse it): the webhook sees that user's name.
+func AsUser(t interface{ Fatal(...any) }, cfg *rest.Config, user string) client.Client {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:masters", "system:authenticated"}}
+	c, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

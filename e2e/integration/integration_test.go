@@ -141,6 +141,31 @@ func TestAdmissionDenials(t *testing.T) {
 			}
 		})
 	}
+	t.Run("cycle closed by the new task", func(t *testing.T) {
+		for _, j := range []*batchv1.Job{utiltesting.MakeJob("x", ns).After("z").Obj(), utiltesting.MakeJob("y", ns).After("x").Obj()} {
+			if err := env.Client.Create(ctx, j); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := env.Client.Create(ctx, utiltesting.MakeJob("z", ns).After("y").Obj())
+		want := `this task would close a dependency cycle in run "p": z -> x -> y -> z`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Create() error = %v, want it to contain %q", err, want)
+		}
+	})
+	t.Run("phase forged by a user", func(t *testing.T) {
+		job := utiltesting.MakeJob("forged", ns).After("prep").Obj()
+		if err := env.Client.Create(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+		patch := client.MergeFrom(job.DeepCopy())
+		job.Labels[annotations.PhaseLabel] = "Succeeded"
+		err := framework.AsUser(t, env.Config, "alice").Patch(ctx, job, patch)
+		want := `metadata.labels[sluice.dev/phase]: Forbidden: is set by the sluice controller only (user alice may not set or change it)`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Patch() error = %v, want it to contain %q", err, want)
+		}
+	})
 	t.Run("graph key edited after creation", func(t *testing.T) {
 		job := utiltesting.MakeJob("train", ns).After("prep").Obj()
 		if err := env.Client.Create(ctx, job); err != nil {
