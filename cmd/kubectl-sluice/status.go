@@ -19,7 +19,7 @@ import (
 
 // row is one task as status prints it.
 type row struct {
-	task, kind, phase, node, duration, reason string
+	task, kind, phase, node, duration, results, reason string
 	order                                     int
 }
 
@@ -98,6 +98,10 @@ func fill(r *row, obj client.Object) {
 		r.phase = "-"
 	}
 	r.reason = obj.GetAnnotations()[annotations.ReasonAnnotation]
+	r.results = obj.GetAnnotations()[annotations.ResultsAnnotation]
+	if r.results == "" || r.results == "{}" {
+		r.results = "-"
+	}
 	if r.node == "" {
 		r.node = "-"
 	}
@@ -131,9 +135,9 @@ func latestFinish(pods []*corev1.Pod, def time.Time) time.Time {
 
 func printRows(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TASK\tKIND\tPHASE\tNODE\tDURATION\tREASON")
+	fmt.Fprintln(tw, "TASK\tKIND\tPHASE\tNODE\tDURATION\tRESULTS\tREASON")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.task, r.kind, r.phase, r.node, r.duration, r.reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.task, r.kind, r.phase, r.node, r.duration, r.results, r.reason)
 	}
 	_ = tw.Flush()
 }
