@@ -20,7 +20,7 @@ import (
 // row is one task as status prints it.
 type row struct {
 	task, kind, phase, node, duration, results, reason string
-	order                                     int
+	order                                              int
 }
 
 // runRows reads the tasks of a run and returns them in graph order.
