@@ -35,6 +35,11 @@ const (
 	GPUAnnotation = Prefix + "gpu"
 	// AcceleratorAnnotation is the GPU type the step needs.
 	AcceleratorAnnotation = Prefix + "accelerator"
+	// ContainerAnnotation names the step's main container (default: the first).
+	ContainerAnnotation = Prefix + "container"
+	// CPUAnnotation and MemoryAnnotation set the main container's requests and limits.
+	CPUAnnotation    = Prefix + "cpu"
+	MemoryAnnotation = Prefix + "memory"
 	// StorageClassAnnotation overrides the storage class of the run's artifact volume.
 	StorageClassAnnotation = Prefix + "storage-class"
 	// ArtifactSizeAnnotation overrides the size of the run's artifact volume.
@@ -94,7 +99,8 @@ var userLabels = []string{PipelineLabel, RunLabel, TaskLabel}
 
 var userAnnotations = []string{
 	AfterAnnotation, InputsAnnotation, OutputsAnnotation, WhenAnnotation, TriggerAnnotation,
-	GPUAnnotation, AcceleratorAnnotation, StorageClassAnnotation, ArtifactSizeAnnotation,
+	GPUAnnotation, AcceleratorAnnotation, ContainerAnnotation, CPUAnnotation, MemoryAnnotation,
+	StorageClassAnnotation, ArtifactSizeAnnotation,
 }
 
 // ControllerLabels and ControllerAnnotations are written only by the controller.

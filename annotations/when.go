@@ -19,9 +19,9 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 )
 
-// Limits on evaluating a sluice.dev/when condition. A condition runs inside
-// the controller's reconcile loop, so a hostile or careless one must not
-// stall it.
+// Limits on a sluice.dev/when condition. It is compiled in the webhook and
+// evaluated in the controller's reconcile loop; a hostile or careless one
+// must stall neither.
 const (
 	// WhenCostLimit bounds the work of one evaluation, in CEL cost units
 	// (roughly one per operation; a comparison of two results costs a few).
@@ -85,7 +85,7 @@ func CompileWhen(expr string, upstreams []string) (w *When, err error) {
 		// cel-go is a large dependency running on user input in the webhook;
 		// a bug there must reject the condition, not crash the process.
 		if r := recover(); r != nil {
-			w, err = nil, fmt.Errorf("%sinternal error compiling the condition: %v", whenErrPrefix, r)
+			w, err = nil, fmt.Errorf("%sinternal error compiling the condition: %s", whenErrPrefix, oneLine(fmt.Sprint(r)))
 		}
 	}()
 	env, err := whenEnv()
@@ -134,7 +134,7 @@ func (w *When) EvalContext(ctx context.Context, upstreams map[string]TaskResult)
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			ok, err = false, fmt.Errorf("%sinternal error evaluating %q: %v", whenErrPrefix, w.expr, r)
+			ok, err = false, fmt.Errorf("%sinternal error evaluating %q: %s", whenErrPrefix, excerpt(w.expr), oneLine(fmt.Sprint(r)))
 		}
 	}()
 	tasks := make(map[string]any, len(upstreams))

@@ -55,7 +55,7 @@ func TestValidateCreateAgainstRun(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(existing...).Build()
-			w := &JobWebhook{validator{reader: c, controllerUser: "sluice"}}
+			w := &JobWebhook{validator: validator{reader: c, controllerUser: "sluice"}}
 			_, err := w.ValidateCreate(create, tc.job)
 			if tc.wantErr == "" {
 				if err != nil {
@@ -77,7 +77,7 @@ func asUser(op admissionv1.Operation, user string) context.Context {
 }
 
 func TestControllerOwnedKeys(t *testing.T) {
-	w := &JobWebhook{validator{controllerUser: "system:serviceaccount:sluice:sluice"}}
+	w := &JobWebhook{validator: validator{controllerUser: "system:serviceaccount:sluice:sluice"}}
 	base := utiltesting.MakeJob("train", "ml").After("prep").Obj()
 	forged := utiltesting.MakeJob("train", "ml").After("prep").Label(annotations.PhaseLabel, "Succeeded").Obj()
 	cases := map[string]struct {

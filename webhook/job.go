@@ -17,7 +17,11 @@ import (
 var jobKind = batchv1.SchemeGroupVersion.WithKind("Job").GroupKind()
 
 // JobWebhook mutates and validates sluice Jobs.
-type JobWebhook struct{ validator }
+type JobWebhook struct {
+	validator
+	// SchedulerName, when set, is given to steps that use the default scheduler.
+	SchedulerName string
+}
 
 var (
 	_ admission.Defaulter[*batchv1.Job] = &JobWebhook{}
@@ -31,14 +35,16 @@ func (w *JobWebhook) Default(ctx context.Context, job *batchv1.Job) error {
 	if !annotations.IsSluiceObject(job) || !isCreate(ctx) {
 		return nil
 	}
-	task, errs := parseTask(job)
+	task, res, errs := parseStep(job)
 	if len(errs) > 0 {
 		return apierrors.NewInvalid(jobKind, job.Name, errs)
 	}
 	ctrl.LoggerFrom(ctx).V(4).Info("Mutating job", "task", task.Name, "run", task.Run)
 	setTaskLabels(&job.ObjectMeta, task)
 	setTaskLabels(&job.Spec.Template.ObjectMeta, task)
-	injectPodSpec(&job.Spec.Template.Spec, task)
+	if errs := mutateStep(&job.Spec.Template.Spec, task, res, w.SchedulerName); len(errs) > 0 {
+		return apierrors.NewInvalid(jobKind, job.Name, errs)
+	}
 	if task.Held() {
 		job.Spec.Suspend = ptr.To(true)
 	}
@@ -47,12 +53,12 @@ func (w *JobWebhook) Default(ctx context.Context, job *batchv1.Job) error {
 
 // ValidateCreate rejects a Job whose sluice keys do not parse.
 func (w *JobWebhook) ValidateCreate(ctx context.Context, job *batchv1.Job) (admission.Warnings, error) {
-	return nil, w.validateCreate(ctx, jobKind, job)
+	return w.validateCreate(ctx, jobKind, job, &job.Spec.Template.Spec)
 }
 
 // ValidateUpdate rejects changes to the keys that place a Job in its graph.
 func (w *JobWebhook) ValidateUpdate(ctx context.Context, old, job *batchv1.Job) (admission.Warnings, error) {
-	return nil, w.validateUpdate(ctx, jobKind, old, job)
+	return w.validateUpdate(ctx, jobKind, old, job, &job.Spec.Template.Spec)
 }
 
 // ValidateDelete allows every deletion: the controller handles the downstream.
@@ -70,6 +76,9 @@ type Options struct {
 	// ControllerUsername is the identity allowed to write the
 	// controller-owned keys (the manager's own, see WhoAmI).
 	ControllerUsername string
+	// SchedulerName is set on steps that would use the default scheduler
+	// (empty: leave schedulerName alone).
+	SchedulerName string
 }
 
 // SetupWebhooks registers the Job and Pod webhooks with the manager, at
@@ -78,14 +87,14 @@ type Options struct {
 func SetupWebhooks(mgr ctrl.Manager, opts Options) error {
 	v := validator{reader: mgr.GetAPIReader(), controllerUser: opts.ControllerUsername}
 	if err := ctrl.NewWebhookManagedBy(mgr, &batchv1.Job{}).
-		WithDefaulter(&JobWebhook{}).
-		WithValidator(&JobWebhook{v}).
+		WithDefaulter(&JobWebhook{SchedulerName: opts.SchedulerName}).
+		WithValidator(&JobWebhook{validator: v}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the job webhook: %w", err)
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, podObject()).
-		WithDefaulter(&PodWebhook{}).
-		WithValidator(&PodWebhook{v}).
+		WithDefaulter(&PodWebhook{SchedulerName: opts.SchedulerName}).
+		WithValidator(&PodWebhook{validator: v}).
 		Complete(); err != nil {
 		return fmt.Errorf("setting up the pod webhook: %w", err)
 	}

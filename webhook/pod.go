@@ -16,7 +16,11 @@ var podKind = corev1.SchemeGroupVersion.WithKind("Pod").GroupKind()
 
 // PodWebhook mutates and validates bare sluice Pods. Pods created by a Job
 // were mutated through the Job's template and are left alone.
-type PodWebhook struct{ validator }
+type PodWebhook struct {
+	validator
+	// SchedulerName, when set, is given to steps that use the default scheduler.
+	SchedulerName string
+}
 
 var (
 	_ admission.Defaulter[*corev1.Pod] = &PodWebhook{}
@@ -32,13 +36,15 @@ func (w *PodWebhook) Default(ctx context.Context, pod *corev1.Pod) error {
 	if !annotations.IsSluiceObject(pod) || ownedByJob(pod) || !isCreate(ctx) {
 		return nil
 	}
-	task, errs := parseTask(pod)
+	task, res, errs := parseStep(pod)
 	if len(errs) > 0 {
 		return apierrors.NewInvalid(podKind, pod.Name, errs)
 	}
 	ctrl.LoggerFrom(ctx).V(4).Info("Mutating pod", "task", task.Name, "run", task.Run)
 	setTaskLabels(&pod.ObjectMeta, task)
-	injectPodSpec(&pod.Spec, task)
+	if errs := mutateStep(&pod.Spec, task, res, w.SchedulerName); len(errs) > 0 {
+		return apierrors.NewInvalid(podKind, pod.Name, errs)
+	}
 	if task.Held() {
 		addGate(&pod.Spec)
 	}
@@ -50,7 +56,7 @@ func (w *PodWebhook) ValidateCreate(ctx context.Context, pod *corev1.Pod) (admis
 	if ownedByJob(pod) {
 		return nil, nil
 	}
-	return nil, w.validateCreate(ctx, podKind, pod)
+	return w.validateCreate(ctx, podKind, pod, &pod.Spec)
 }
 
 // ValidateUpdate rejects changes to the keys that place a Pod in its graph.
@@ -58,7 +64,7 @@ func (w *PodWebhook) ValidateUpdate(ctx context.Context, old, pod *corev1.Pod) (
 	if ownedByJob(pod) {
 		return nil, nil
 	}
-	return nil, w.validateUpdate(ctx, podKind, old, pod)
+	return w.validateUpdate(ctx, podKind, old, pod, &pod.Spec)
 }
 
 // ValidateDelete allows every deletion: the controller handles the downstream.

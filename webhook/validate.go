@@ -3,11 +3,13 @@ package webhook
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sluice-dev/sluice/annotations"
 )
@@ -29,41 +31,48 @@ type validator struct {
 // validateCreate rejects a sluice object whose keys do not parse (the
 // mutating webhook refused it already, unless it was bypassed), whose task
 // does not fit its run, or that carries controller-owned keys.
-func (v *validator) validateCreate(ctx context.Context, kind schema.GroupKind, obj metav1.Object) error {
+func (v *validator) validateCreate(ctx context.Context, kind schema.GroupKind, obj metav1.Object, spec *corev1.PodSpec) (admission.Warnings, error) {
 	if !annotations.IsSluiceObject(obj) {
-		return nil
+		return nil, nil
 	}
-	task, errs := parseTask(obj)
+	task, res, errs := parseStep(obj)
+	if len(errs) == 0 {
+		if _, err := mainContainer(spec, res); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	errs = append(errs, v.validateOwnedKeys(ctx, nil, nil, obj.GetLabels(), obj.GetAnnotations())...)
 	if len(errs) == 0 && v.reader != nil {
 		existing, err := runTasks(ctx, v.reader, task.Namespace, task.Run)
 		if err != nil {
-			return apierrors.NewInternalError(err)
+			return nil, apierrors.NewInternalError(err)
 		}
 		errs = validateGraph(task, kind.Kind+" "+obj.GetNamespace()+"/"+obj.GetName(), existing)
 	}
 	if len(errs) > 0 {
-		return apierrors.NewInvalid(kind, obj.GetName(), errs)
+		return nil, apierrors.NewInvalid(kind, obj.GetName(), errs)
 	}
-	return nil
+	return resourceWarnings(spec, res), nil
 }
 
-// parseTask parses the object's sluice keys and compiles its condition, so
-// that a condition that can never be evaluated is refused at apply time.
-func parseTask(obj metav1.Object) (*annotations.Task, field.ErrorList) {
+// parseStep parses the object's sluice keys and resource annotations, and
+// compiles its condition, so that a condition that can never be evaluated is
+// refused at apply time.
+func parseStep(obj metav1.Object) (*annotations.Task, annotations.Resources, field.ErrorList) {
 	task, errs := annotations.Parse(obj)
 	if task.When != "" {
 		if _, err := annotations.CompileWhen(task.When, task.Upstreams()); err != nil {
 			errs = append(errs, field.Invalid(annotationsPath.Key(annotations.WhenAnnotation), task.When, err.Error()))
 		}
 	}
-	return task, errs
+	res, resErrs := annotations.ParseResources(obj)
+	return task, res, append(errs, resErrs...)
 }
 
 // validateUpdate rejects an update that changes a graph key: the run's graph
 // was checked and acted on with the old values, so changing them later would
 // release or hold tasks against what was applied.
-func (v *validator) validateUpdate(ctx context.Context, kind schema.GroupKind, old, obj metav1.Object) error {
+func (v *validator) validateUpdate(ctx context.Context, kind schema.GroupKind, old, obj metav1.Object, spec *corev1.PodSpec) (admission.Warnings, error) {
 	name := obj.GetName()
 	errs := v.validateOwnedKeys(ctx, old.GetLabels(), old.GetAnnotations(), obj.GetLabels(), obj.GetAnnotations())
 	for _, key := range annotations.GraphKeys {
@@ -86,15 +95,15 @@ func (v *validator) validateUpdate(ctx context.Context, kind schema.GroupKind, o
 			"is immutable after creation (was "+quoteOrUnset(oldV, hadOld)+", now "+quoteOrUnset(newV, hasNew)+"); delete and recreate the object to change its place in the pipeline"))
 	}
 	if len(errs) > 0 {
-		return apierrors.NewInvalid(kind, name, errs)
+		return nil, apierrors.NewInvalid(kind, name, errs)
 	}
 	if !annotations.IsSluiceObject(obj) {
-		return nil
+		return nil, nil
 	}
-	if _, perrs := parseTask(obj); len(perrs) > 0 {
-		return apierrors.NewInvalid(kind, name, perrs)
+	if _, _, perrs := parseStep(obj); len(perrs) > 0 {
+		return nil, apierrors.NewInvalid(kind, name, perrs)
 	}
-	return nil
+	return nil, nil
 }
 
 func isLabelKey(key string) bool {

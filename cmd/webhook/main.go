@@ -29,7 +29,7 @@ func main() {
 	var (
 		webhookHost, certDir, metricsAddr, probeAddr string
 		leaderNS, storageClass, artifactSize         string
-		controllerUser                               string
+		controllerUser, schedulerName                string
 		webhookPort, concurrency                     int
 		leaderElect, disableWebhooks                 bool
 	)
@@ -44,6 +44,7 @@ func main() {
 	flag.StringVar(&storageClass, "storage-class", "", "StorageClass of run artifact volumes (empty: the cluster default); sluice.dev/storage-class overrides it")
 	flag.StringVar(&artifactSize, "artifact-size", "1Gi", "size of run artifact volumes; sluice.dev/artifact-size overrides it")
 	flag.StringVar(&controllerUser, "controller-username", "", "the only user allowed to write sluice.dev/phase, results and reason (default: the manager's own, from a SelfSubjectReview)")
+	flag.StringVar(&schedulerName, "scheduler-name", "", "schedulerName given to steps that would use the default scheduler (empty: leave it)")
 	flag.IntVar(&concurrency, "concurrent-runs", 4, "runs reconciled in parallel")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -94,7 +95,7 @@ func main() {
 			}
 		}
 		log.Info("Controller-owned keys are writable only by", "user", controllerUser)
-		if err := webhook.SetupWebhooks(mgr, webhook.Options{ControllerUsername: controllerUser}); err != nil {
+		if err := webhook.SetupWebhooks(mgr, webhook.Options{ControllerUsername: controllerUser, SchedulerName: schedulerName}); err != nil {
 			log.Error(err, "Unable to set up the webhooks")
 			os.Exit(1)
 		}
