@@ -21,7 +21,7 @@ fi
 
 # Wait for a dev-up in progress rather than pulling the floor from under it.
 exec 9>"$KWOK_WORKDIR/.dev-up.lock"
-flock -w 600 9 || true
+flock -w 180 9 || log "lock still held after 180s; going on"
 
 running() {
 	local pid

@@ -123,7 +123,8 @@ start_bg() {
 	local pidfile=$1 logfile=$2
 	shift 2
 	printf '==== %s dev-up: %s\n' "$(date -Iseconds)" "$*" >>"$logfile"
-	setsid nohup "$@" >>"$logfile" 2>&1 </dev/null &
+	# 9>&-: the child must not inherit (and so hold forever) dev-up's lock.
+	setsid nohup "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
 	echo $! >"$pidfile"
 }
 
@@ -148,8 +149,10 @@ done
 ((${#missing[@]} == 0)) || die "missing in bin/: ${missing[*]}; build them with: bash hack/tools.sh"
 
 mkdir -p "$KWOK_WORKDIR"
+# One dev-up (or dev-down) at a time. Every long-lived process started
+# below gets fd 9 closed (9>&-), or it would hold the lock forever.
 exec 9>"$KWOK_WORKDIR/.dev-up.lock"
-flock -w 600 9 || die "another dev-up is running"
+flock -w 180 9 || die "another dev-up is running (lock $KWOK_WORKDIR/.dev-up.lock)"
 
 build_go sluice-provisioner hack/provisioner
 build_go sluice-certgen hack/certgen
@@ -174,7 +177,7 @@ if "$BIN/kwokctl" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
 		log "cluster $CLUSTER exists but is not serving; starting it"
 	fi
 	# Starts only the components that are not running.
-	"$BIN/kwokctl" --name "$CLUSTER" start cluster --wait 2m >&2
+	"$BIN/kwokctl" --name "$CLUSTER" start cluster --wait 2m >&2 9>&-
 else
 	log "creating cluster $CLUSTER (state in $KWOK_WORKDIR)"
 	fresh_cluster=1
@@ -188,7 +191,7 @@ else
 		--config "$HACK/kwok/kwokctl.yaml" \
 		--config "$HACK/kwok/stages.yaml" \
 		--kubeconfig "$KUBECONFIG_FILE" \
-		--wait 2m >&2 ||
+		--wait 2m >&2 9>&- ||
 		die "kwokctl create cluster failed; see $KWOK_WORKDIR/clusters/$CLUSTER/logs/, then run hack/dev-down.sh and try again"
 fi
 # kwokctl only logs a --wait timeout; check for ourselves.
