@@ -50,7 +50,6 @@ func released(p annotations.Phase) bool {
 // observeJob derives a Job task's phase from the Job and its pods.
 func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *taskState {
 	s := &taskState{task: task, job: job, pods: pods}
-	recorded := recordedPhase(job)
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -75,16 +74,23 @@ func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *t
 			}
 		}
 	}
-	held := ptrTrue(job.Spec.Suspend) && task.Held()
+	s.phase, s.reason = unfinishedPhase(job, ptrTrue(job.Spec.Suspend) && task.Held(), "Job running")
+	return s
+}
+
+// unfinishedPhase is the phase of a task whose object shows no outcome:
+// decided without running (sticky), waiting while held and never released,
+// or running.
+func unfinishedPhase(obj client.Object, held bool, runningDefault string) (annotations.Phase, string) {
+	recorded := recordedPhase(obj)
 	switch {
 	case decidedWithoutRunning(recorded, held):
-		s.phase, s.reason = recorded, job.Annotations[annotations.ReasonAnnotation]
+		return recorded, obj.GetAnnotations()[annotations.ReasonAnnotation]
 	case held && !released(recorded):
-		s.phase = annotations.PhaseWaiting
+		return annotations.PhaseWaiting, ""
 	default:
-		s.phase, s.reason = annotations.PhaseRunning, runningReason(job, recorded, "Job running")
+		return annotations.PhaseRunning, runningReason(obj, recorded, runningDefault)
 	}
-	return s
 }
 
 // runningReason keeps the reason recorded at release ("released: upstreams
@@ -122,19 +128,13 @@ func decidedByOnePod(job *batchv1.Job) bool {
 // observePod derives a bare Pod task's phase.
 func observePod(task *annotations.Task, pod *corev1.Pod) *taskState {
 	s := &taskState{task: task, pod: pod, pods: []*corev1.Pod{pod}}
-	recorded := recordedPhase(pod)
-	held := webhook.HasGate(&pod.Spec)
 	switch {
 	case pod.Status.Phase == corev1.PodSucceeded:
 		s.phase, s.reason, s.finishedAt = annotations.PhaseSucceeded, "pod succeeded", podFinishedAt(pod)
 	case pod.Status.Phase == corev1.PodFailed:
 		s.phase, s.reason, s.finishedAt = annotations.PhaseFailed, "pod failed: "+podFailure(pod), podFinishedAt(pod)
-	case decidedWithoutRunning(recorded, held):
-		s.phase, s.reason = recorded, pod.Annotations[annotations.ReasonAnnotation]
-	case held && !released(recorded):
-		s.phase = annotations.PhaseWaiting
 	default:
-		s.phase, s.reason = annotations.PhaseRunning, runningReason(pod, recorded, "pod started")
+		s.phase, s.reason = unfinishedPhase(pod, webhook.HasGate(&pod.Spec), "pod started")
 	}
 	return s
 }
