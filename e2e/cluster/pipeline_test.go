@@ -309,3 +309,22 @@ func ptrCount(s *eventsv1.EventSeries) int32 {
 	}
 	return s.Count
 }
+
+// waitEvent waits for an event with the given reason in ns.
+func waitEvent(t *testing.T, ns, reason string) {
+	t.Helper()
+	deadline := time.Now().Add(runTimeout)
+	for time.Now().Before(deadline) {
+		var evs eventsv1.EventList
+		if err := cluster.Client.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs.Items {
+			if e.Reason == reason {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no %s event in %s after %s", reason, ns, runTimeout)
+}

@@ -1,0 +1,75 @@
+package cluster
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/annotations"
+)
+
+// nodeOf waits until the task's pod is bound and returns the node.
+func nodeOf(t *testing.T, ns, task string) string {
+	t.Helper()
+	deadline := time.Now().Add(runTimeout)
+	for time.Now().Before(deadline) {
+		var pods corev1.PodList
+		if err := cluster.Client.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{annotations.TaskLabel: task}); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if p.Spec.NodeName != "" {
+				return p.Spec.NodeName
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no pod of %s was scheduled within %s", task, runTimeout)
+	return ""
+}
+
+func TestGPUPlacement(t *testing.T) {
+	ns, _ := setup(t)
+	gpu := func(name, accel string) client.Object {
+		return job(name, ns).Annotation(annotations.GPUAnnotation, "1").Annotation(annotations.AcceleratorAnnotation, accel).Obj()
+	}
+	create(t,
+		gpu("t4", "nvidia-tesla-t4"),
+		gpu("a100", "nvidia-tesla-a100"),
+		gpu("h100", "nvidia-h100-80gb"),
+		job("cpu-a", ns).Obj(), job("cpu-b", ns).Obj(),
+	)
+	for task, wantPrefix := range map[string]string{
+		"t4": "sluice-t4-", "a100": "sluice-a100-", "cpu-a": "sluice-cpu-", "cpu-b": "sluice-cpu-",
+	} {
+		if node := nodeOf(t, ns, task); !strings.HasPrefix(node, wantPrefix) {
+			t.Errorf("%s ran on %s, want a %s* node", task, node, wantPrefix)
+		}
+	}
+	// No node has an H100: the step stays Pending and the scheduler says why.
+	deadline := time.Now().Add(runTimeout)
+	for {
+		var evs eventsv1.EventList
+		if err := cluster.Client.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "FailedScheduling" && strings.HasPrefix(e.Regarding.Name, "h100-") {
+				if !strings.Contains(e.Note, "affinity") {
+					t.Errorf("FailedScheduling note = %q, want it to name the node affinity", e.Note)
+				}
+				t.Logf("h100 step: %s", e.Note)
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no FailedScheduling event for the h100 step")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
