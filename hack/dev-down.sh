@@ -48,9 +48,9 @@ stop() {
 	rm -f "$pidfile"
 }
 
-# The manager's binary may have been overridden (SLUICE_WEBHOOK_BIN): trust
-# the pidfile alone for it.
-stop "$KWOK_WORKDIR/sluice-webhook.pid"
+# The manager's binary may have been overridden (SLUICE_WEBHOOK_BIN): know it
+# by the --cert-dir dev-up gave it.
+stop "$KWOK_WORKDIR/sluice-webhook.pid" "--cert-dir $KWOK_WORKDIR/certs"
 stop "$KWOK_WORKDIR/sluice-provisioner.pid" sluice-provisioner
 
 if [[ -x $BIN/kwokctl ]] && "$BIN/kwokctl" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then

@@ -64,6 +64,9 @@ PROVISIONER_LOG=$KWOK_WORKDIR/sluice-provisioner.log
 MANAGER_PID=$KWOK_WORKDIR/sluice-webhook.pid
 MANAGER_LOG=$KWOK_WORKDIR/sluice-webhook.log
 WEBHOOK_CONFIG=$KWOK_WORKDIR/webhook-config.yaml
+# What the command line of the manager started here always contains, whatever
+# SLUICE_WEBHOOK_BIN is: a pid recycled by another process never matches.
+MANAGER_MATCH="--cert-dir $CERT_DIR"
 
 START=$SECONDS
 log() { printf 'dev-up: %s\n' "$*" >&2; }
@@ -139,7 +142,36 @@ build_go() {
 	(cd "$ROOT" && go build -o "$BIN/$name" "./$pkg")
 }
 
+# The simulated nodes of hack/kwok/nodes.yaml.
+mapfile -t NODES < <(sed -n 's/^  name: \(.*\)$/\1/p' "$HACK/kwok/nodes.yaml")
+# kwok renews node Leases every quarter of this.
+NODE_LEASE_SECONDS=12
+
+# leases_renewed_since EPOCH: every node's Lease was renewed after EPOCH.
+leases_renewed_since() {
+	local t n=0
+	while read -r t; do
+		[[ -n $t ]] || continue
+		(($(date -u -d "$t" +%s) >= $1)) || return 1
+		n=$((n + 1))
+	done < <(k -n kube-node-lease get lease "${NODES[@]}" -o jsonpath='{range .items[*]}{.spec.renewTime}{"\n"}{end}' 2>/dev/null)
+	((n == ${#NODES[@]}))
+}
+
 apiserver_ready() { k --request-timeout=5s get --raw=/readyz; }
+
+# components_up: every process kwokctl started for the cluster (etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler, kwok-controller)
+# is alive and not a zombie.
+components_up() {
+	local f pid state
+	for f in "$KWOK_WORKDIR/clusters/$CLUSTER"/pids/*.pid; do
+		[[ -e $f ]] || return 1
+		pid=$(<"$f")
+		state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+		[[ -n $state && $state != Z && $state != X ]] || return 1
+	done
+}
 
 # ---------------------------------------------------------------- checks
 missing=()
@@ -170,15 +202,29 @@ fi
 
 # --------------------------------------------------------------- cluster
 fresh_cluster=0
+kwok_restarted=0
+KWOK_PIDFILE=$KWOK_WORKDIR/clusters/$CLUSTER/pids/kwok-controller.pid
 if "$BIN/kwokctl" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+	kwok_pid_before=$(cat "$KWOK_PIDFILE" 2>/dev/null || true)
 	if apiserver_ready >/dev/null 2>&1; then
 		log "cluster $CLUSTER is up; making sure every component runs"
 	else
 		log "cluster $CLUSTER exists but is not serving; starting it"
 	fi
-	# Starts only the components that are not running.
-	"$BIN/kwokctl" --name "$CLUSTER" start cluster --wait 2m >&2 9>&-
+	# kwokctl starts only the components that are not running. It takes a
+	# zombie (a component that died but was not reaped yet) for a live one,
+	# and its --wait only logs a timeout, so check and retry ourselves.
+	for attempt in 1 2 3 4 5 6 7 8 9 10; do
+		"$BIN/kwokctl" --name "$CLUSTER" start cluster >&2 9>&-
+		components_up && break
+		log "a component of $CLUSTER is not running yet (attempt $attempt); starting again"
+		sleep 1
+	done
+	[[ $(cat "$KWOK_PIDFILE" 2>/dev/null) == "$kwok_pid_before" ]] || kwok_restarted=1
 else
+	# One controller-manager and one scheduler: without leader election a
+	# restarted one works at once instead of waiting out its old Lease
+	# (15 s, during which no Job would get a pod).
 	log "creating cluster $CLUSTER (state in $KWOK_WORKDIR)"
 	fresh_cluster=1
 	"$BIN/kwokctl" --name "$CLUSTER" create cluster \
@@ -191,14 +237,29 @@ else
 		--config "$HACK/kwok/kwokctl.yaml" \
 		--config "$HACK/kwok/stages.yaml" \
 		--kubeconfig "$KUBECONFIG_FILE" \
+		--heartbeat-factor 1 \
+		--extra-args kube-controller-manager=leader-elect=false \
+		--extra-args kube-scheduler=leader-elect=false \
+		--node-lease-duration-seconds "$NODE_LEASE_SECONDS" \
 		--wait 2m >&2 9>&- ||
 		die "kwokctl create cluster failed; see $KWOK_WORKDIR/clusters/$CLUSTER/logs/, then run hack/dev-down.sh and try again"
 fi
+components_up || die "not every component of $CLUSTER runs; see $KWOK_WORKDIR/clusters/$CLUSTER/logs/"
 # kwokctl only logs a --wait timeout; check for ourselves.
 wait_for 120 "the apiserver to be ready" apiserver_ready
 
 log "applying nodes and the storage class"
 k apply -f "$HACK/kwok/nodes.yaml" -f "$HACK/kwok/storageclass.yaml" >&2
+# A restarted kwok-controller has a new identity and leaves alone every node
+# whose Lease its previous run still holds, until that Lease expires: no pod
+# would start meanwhile. Hand the Leases over now and wait for the takeover.
+if ((kwok_restarted)); then
+	log "kwok-controller was restarted: handing the node Leases of its previous run over"
+	since=$(date -u +%s)
+	k -n kube-node-lease delete lease "${NODES[@]}" --ignore-not-found >&2
+	wait_for 60 "kwok-controller to take the nodes over" leases_renewed_since "$since"
+fi
+
 # Pods cannot be created before the controller-manager made the namespace's
 # default ServiceAccount.
 wait_for 60 "the default ServiceAccount" k -n default get serviceaccount default
@@ -223,15 +284,19 @@ fi
 
 if [[ $SKIP_MANAGER == 1 ]]; then
 	log "SKIP_MANAGER=1: no manager, no webhook registration"
-	stop_pidfile "$MANAGER_PID" sluice-webhook
+	stop_pidfile "$MANAGER_PID" "$MANAGER_MATCH"
 	# A registration left by an earlier dev-up would reject every sluice
 	# object while its manager is gone.
-	k delete mutatingwebhookconfiguration,validatingwebhookconfiguration \
-		-l app.kubernetes.io/managed-by=sluice-dev-up --ignore-not-found >&2
+	stale=$(k get mutatingwebhookconfiguration,validatingwebhookconfiguration \
+		-l app.kubernetes.io/managed-by=sluice-dev-up -o name)
+	if [[ -n $stale ]]; then
+		# shellcheck disable=SC2086 # one name per word
+		k delete $stale >&2
+	fi
 else
 	manager_name=$(basename "$SLUICE_WEBHOOK_BIN")
-	if ((fresh_cluster)) || ! running "$MANAGER_PID" "$manager_name" || rebuilt "$MANAGER_PID"; then
-		stop_pidfile "$MANAGER_PID" "$manager_name"
+	if ((fresh_cluster)) || ! running "$MANAGER_PID" "$MANAGER_MATCH" || rebuilt "$MANAGER_PID"; then
+		stop_pidfile "$MANAGER_PID" "$MANAGER_MATCH"
 		log "starting $manager_name (log: ${MANAGER_LOG#"$ROOT"/})"
 		start_bg "$MANAGER_PID" "$MANAGER_LOG" \
 			"$SLUICE_WEBHOOK_BIN" \
@@ -248,7 +313,7 @@ else
 	log "waiting for http://$HEALTH_ADDR/readyz"
 	deadline=$((SECONDS + 90))
 	until curl -fsS -o /dev/null --max-time 2 "http://$HEALTH_ADDR/readyz" 2>/dev/null; do
-		if ! running "$MANAGER_PID" "$manager_name"; then
+		if ! running "$MANAGER_PID" "$MANAGER_MATCH"; then
 			tail -n 30 "$MANAGER_LOG" >&2
 			die "$manager_name exited (log: $MANAGER_LOG)"
 		fi

@@ -131,7 +131,9 @@ func TestAdmissionOnCluster(t *testing.T) {
 			want: `metadata.annotations[sluice.dev/after]: Forbidden: is immutable after creation (was "prep", now "prep,validate")`,
 		},
 		"bad gpu count": {
-			do:   func() error { return cluster.Client.Create(ctx, job("g", ns).Annotation(annotations.GPUAnnotation, "0").Obj()) },
+			do: func() error {
+				return cluster.Client.Create(ctx, job("g", ns).Annotation(annotations.GPUAnnotation, "0").Obj())
+			},
 			want: `metadata.annotations[sluice.dev/gpu]: Invalid value: "0": expected a positive whole number of GPUs`,
 		},
 	}
