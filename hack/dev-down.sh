@@ -32,12 +32,13 @@ running() {
 	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
 }
 
-# stop PIDFILE [NAME]: TERM the process, KILL it after 10 s.
+# stop PIDFILE [MATCH]: TERM the process (if its command line contains
+# MATCH), KILL it after 10 s.
 stop() {
-	local pidfile=$1 name=${2:-} pid
-	if running "$pidfile" "$name"; then
+	local pidfile=$1 match=${2:-} pid
+	if running "$pidfile" "$match"; then
 		pid=$(<"$pidfile")
-		log "stopping ${name:-$(basename "$pidfile" .pid)} (pid $pid)"
+		log "stopping $(basename "$pidfile" .pid) (pid $pid)"
 		kill "$pid" 2>/dev/null || true
 		for _ in $(seq 50); do
 			kill -0 "$pid" 2>/dev/null || break
