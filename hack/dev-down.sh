@@ -8,9 +8,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$ROOT/bin
-export KWOK_WORKDIR=$ROOT/.kwok
+export KWOK_WORKDIR=${SLUICE_STATE_DIR:-$ROOT/.kwok}
 export KWOK_KUBECTL_BINARY=$BIN/kubectl
-CLUSTER=sluice
+CLUSTER=${SLUICE_CLUSTER:-sluice}
 
 log() { printf 'dev-down: %s\n' "$*" >&2; }
 

@@ -33,6 +33,8 @@
 #   SKIP_MANAGER=1      start no manager and register no webhooks (e2e tests
 #                       run their own); a manager and a registration left by
 #                       an earlier dev-up are stopped and removed
+#   SLUICE_CLUSTER      kwokctl cluster name (default sluice; the e2e tests use sluice-e2e)
+#   SLUICE_STATE_DIR    state directory (default .kwok; the e2e tests use .kwok-e2e)
 #   SLUICE_WEBHOOK_PORT (19443), SLUICE_METRICS_ADDR (127.0.0.1:18080),
 #   SLUICE_HEALTH_ADDR (127.0.0.1:18081)
 #
@@ -42,12 +44,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$ROOT/bin
 HACK=$ROOT/hack
-export KWOK_WORKDIR=$ROOT/.kwok
+export KWOK_WORKDIR=${SLUICE_STATE_DIR:-$ROOT/.kwok}
 # kwokctl has no --kubectl-binary flag; it reads this variable (it runs
 # kubectl to see whether the apiserver serves, and would download one).
 export KWOK_KUBECTL_BINARY=$BIN/kubectl
 
-CLUSTER=sluice
+CLUSTER=${SLUICE_CLUSTER:-sluice}
 KUBECONFIG_FILE=$KWOK_WORKDIR/kubeconfig
 CERT_DIR=$KWOK_WORKDIR/certs
 VOLUME_ROOT=$KWOK_WORKDIR/volumes

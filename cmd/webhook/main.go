@@ -80,7 +80,9 @@ func main() {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "sluice-controller.sluice.dev",
 		LeaderElectionNamespace: leaderNS,
-		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Host: webhookHost, Port: webhookPort, CertDir: certDir}),
+		// A replica that stops cleanly hands over at once instead of after the lease expires.
+		LeaderElectionReleaseOnCancel: true,
+		WebhookServer:                 ctrlwebhook.NewServer(ctrlwebhook.Options{Host: webhookHost, Port: webhookPort, CertDir: certDir}),
 	})
 	if err != nil {
 		log.Error(err, "Unable to create the manager")

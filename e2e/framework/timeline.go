@@ -20,7 +20,7 @@ import (
 // Moments of a task that a Timeline records, by wall clock of the test.
 const (
 	Released  = "released"  // Job seen unsuspended or Pod seen without sluice's gate
-	Started   = "started"   // first pod of the task seen
+	Started   = "started"   // a pod of the task seen bound to a node
 	Succeeded = "succeeded" // a pod of the task seen Succeeded
 	Failed    = "failed"    // a pod of the task seen Failed
 )
@@ -52,7 +52,9 @@ func WatchNamespace(cfg *rest.Config, ns string) (*Timeline, error) {
 		if task == "" {
 			return
 		}
-		tl.mark(task, Started)
+		if p.Spec.NodeName != "" {
+			tl.mark(task, Started)
+		}
 		if len(p.OwnerReferences) == 0 && !hasGate(p) {
 			tl.mark(task, Released)
 		}

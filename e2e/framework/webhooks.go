@@ -27,22 +27,33 @@ func WebhookConfigurations(name string, cc func(path string) admissionregv1.Webh
 	none := ptr.To(admissionregv1.SideEffectClassNone)
 	mutating := &admissionregv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	validating := &admissionregv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	for _, h := range []struct{ name, group, resource, path string }{
-		{"job", "batch", "jobs", "-batch-v1-job"},
-		{"pod", "", "pods", "--v1-pod"},
+	// Pods of a Job were mutated through the Job's template: skipping them
+	// keeps a webhook outage from stopping running Jobs from creating pods.
+	notJobPod := []admissionregv1.MatchCondition{{Name: "not-a-job-pod", Expression: NotJobPodCondition}}
+	for _, h := range []struct {
+		name, group, resource, path string
+		conditions                  []admissionregv1.MatchCondition
+	}{
+		{"job", "batch", "jobs", "-batch-v1-job", nil},
+		{"pod", "", "pods", "--v1-pod", notJobPod},
 	} {
 		mutating.Webhooks = append(mutating.Webhooks, admissionregv1.MutatingWebhook{
 			Name: "m" + h.name + ".sluice.dev", ClientConfig: cc("/mutate" + h.path),
 			Rules:         rule(h.group, h.resource, admissionregv1.Create),
 			FailurePolicy: fail, SideEffects: none, ObjectSelector: selector, TimeoutSeconds: ptr.To[int32](5),
-			AdmissionReviewVersions: []string{"v1"},
+			AdmissionReviewVersions: []string{"v1"}, MatchConditions: h.conditions,
 		})
 		validating.Webhooks = append(validating.Webhooks, admissionregv1.ValidatingWebhook{
 			Name: "v" + h.name + ".sluice.dev", ClientConfig: cc("/validate" + h.path),
 			Rules:         rule(h.group, h.resource, admissionregv1.Create, admissionregv1.Update),
 			FailurePolicy: fail, SideEffects: none, ObjectSelector: selector, TimeoutSeconds: ptr.To[int32](5),
-			AdmissionReviewVersions: []string{"v1"},
+			AdmissionReviewVersions: []string{"v1"}, MatchConditions: h.conditions,
 		})
 	}
 	return mutating, validating
 }
+
+// NotJobPodCondition is the CEL match condition that leaves pods controlled
+// by a Job out of sluice's pod webhooks.
+const NotJobPodCondition = "!has(object.metadata.ownerReferences) || " +
+	"!object.metadata.ownerReferences.exists(r, r.kind == 'Job' && has(r.controller) && r.controller)"
