@@ -1,12 +1,18 @@
 package controller
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sluice-dev/sluice/annotations"
 )
+
+func withResults(s *taskState, accuracy float64) *taskState {
+	s.results = map[string]any{"accuracy": accuracy}
+	return s
+}
 
 func TestDecide(t *testing.T) {
 	st := func(p annotations.Phase) *taskState { return &taskState{phase: p} }
@@ -20,6 +26,7 @@ func TestDecide(t *testing.T) {
 	)
 	cases := map[string]struct {
 		trigger string
+		when    string
 		ups     map[string]*taskState // upstreams a and b are declared; absent => not created
 		want    decision
 	}{
@@ -67,6 +74,32 @@ func TestDecide(t *testing.T) {
 			ups:     map[string]*taskState{"a": st(S), "b": st(S)},
 			want:    decision{phase: K, reason: "no upstream failed (trigger any-failed)"},
 		},
+		"when true releases": {
+			when: "tasks.a.results.accuracy >= 0.9 && tasks.b.phase == 'Succeeded'",
+			ups:  map[string]*taskState{"a": withResults(st(S), 0.95), "b": st(S)},
+			want: decision{phase: R, release: true, reason: `released: upstreams succeeded (a, b); when "tasks.a.results.accuracy >= 0.9 && tasks.b.phase == 'Succeeded'" is true`},
+		},
+		"when false skips": {
+			when: "tasks.a.results.accuracy >= 0.9",
+			ups:  map[string]*taskState{"a": withResults(st(S), 0.8), "b": st(S)},
+			want: decision{phase: K, reason: `sluice.dev/when "tasks.a.results.accuracy >= 0.9" is false`},
+		},
+		"when is not evaluated while upstreams run": {
+			when: "tasks.a.results.accuracy >= 0.9",
+			ups:  map[string]*taskState{"a": st(S), "b": st(R)},
+			want: decision{phase: W, reason: "waiting for b"},
+		},
+		"when over a failed upstream with all-done": {
+			trigger: annotations.TriggerAllDone,
+			when:    "tasks.a.phase == 'Failed'",
+			ups:     map[string]*taskState{"a": st(F), "b": st(S)},
+			want:    decision{phase: R, release: true, reason: `released: upstreams done (a, b); when "tasks.a.phase == 'Failed'" is true`},
+		},
+		"when that cannot be evaluated fails": {
+			when: "tasks.a.results.accuracy >= 0.9",
+			ups:  map[string]*taskState{"a": st(S), "b": st(S)},
+			want: decision{phase: F},
+		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -74,8 +107,15 @@ func TestDecide(t *testing.T) {
 			if trigger == "" {
 				trigger = annotations.TriggerAllSucceeded
 			}
-			task := &annotations.Task{Name: "d", After: []string{"a", "b"}, Trigger: trigger}
+			task := &annotations.Task{Name: "d", After: []string{"a", "b"}, Trigger: trigger, When: tc.when}
 			got := decide(task, tc.ups)
+			if tc.want.reason == "" && got.phase == F {
+				const prefix = `sluice.dev/when "tasks.a.results.accuracy >= 0.9" could not be evaluated: `
+				if !strings.HasPrefix(got.reason, prefix) {
+					t.Errorf("reason = %q, want it to start with %q", got.reason, prefix)
+				}
+				got.reason = "" // the rest is CEL's own message
+			}
 			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(decision{})); diff != "" {
 				t.Errorf("decide() (-want,+got):\n%s", diff)
 			}
