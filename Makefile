@@ -71,8 +71,9 @@ verify:
 FUZZTIME ?= 30s
 .PHONY: fuzz
 fuzz:
-	cd annotations && $(GOTEST) -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) .
-	cd annotations && $(GOTEST) -run '^$$' -fuzz '^FuzzGraph$$' -fuzztime $(FUZZTIME) .
+	for f in FuzzParse FuzzGraph FuzzParseResults FuzzCompileWhen; do \
+		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./annotations/ || exit 1; \
+	done
 
 .PHONY: help
 help:
