@@ -125,6 +125,12 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 				continue
 			}
 		}
+		if before == s.phase && s.phase.Finished() {
+			// The outcome was recorded with its reason (which may say that the
+			// results did not parse); later status changes, such as the Job's
+			// own Complete condition after its pod succeeded, do not rewrite it.
+			s.reason = s.object().GetAnnotations()[annotations.ReasonAnnotation]
+		}
 		json, resultsErr := collectResults(s, s.pods)
 		s.resultsJSON = json
 		if resultsErr != nil {

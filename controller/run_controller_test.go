@@ -256,3 +256,34 @@ func TestReconcileIsIdempotent(t *testing.T) {
 		t.Errorf("Released events = %d over three reconciles, want 1", released)
 	}
 }
+
+func TestBadResultsReasonSurvivesJobCompletion(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(
+		utiltesting.MakeJob("evaluate", "ml").UID("u-eval").Obj(),
+		finishedPod("evaluate-x", "evaluate", "u-eval", "accuracy 0.9"),
+	)
+	r := NewRunReconciler(c, events.NewFakeRecorder(20), Options{})
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ml", Name: "p"}}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	// The Job controller catches up with its pod.
+	var j batchv1.Job
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "ml", Name: "evaluate"}, &j); err != nil {
+		t.Fatal(err)
+	}
+	j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+	if err := c.Update(ctx, &j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "ml", Name: "evaluate"}, &j); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.Annotations[annotations.ReasonAnnotation]; !strings.Contains(got, "is not key=value lines or one JSON object") {
+		t.Errorf("reason after the Job completed = %q, want it to still report the malformed message", got)
+	}
+}
