@@ -101,7 +101,8 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	}
 
 	var conflicts bool
-	var ended []*taskState // tasks that reached a final phase in this pass
+	var ended []*taskState // tasks whose final phase was recorded in this pass
+	allFinal := true       // every task's recorded phase is final after this pass
 	for _, name := range order {
 		s := states[name]
 		before := recordedPhase(s.object())
@@ -115,6 +116,7 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			d := decide(s.task, ups)
 			s.phase, s.reason = d.phase, d.reason
 			if d.release {
+				allFinal = false
 				if err := r.release(ctx, s, ups); err != nil {
 					if apierrors.IsConflict(err) {
 						conflicts = true
@@ -139,10 +141,12 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 		if err := r.record(ctx, s); err != nil {
 			if apierrors.IsConflict(err) {
 				conflicts = true
+				allFinal = allFinal && before.Finished()
 				continue
 			}
 			return reconcile.Result{}, err
 		}
+		allFinal = allFinal && s.phase.Finished()
 		if resultsErr != nil && json != "" {
 			r.recorder.Eventf(s.object(), nil, corev1.EventTypeWarning, "BadResults", "Observe", "%s", resultsErr.Error())
 		}
@@ -150,7 +154,9 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			ended = append(ended, s)
 		}
 	}
-	if len(ended) > 0 && !conflicts {
+	// The run ended in the pass that recorded the last final phase: exactly
+	// one pass, even across conflicts and restarts, since the labels are the record.
+	if len(ended) > 0 && allFinal {
 		r.runEnded(ctx, req.Namespace, req.Name, states, ended[len(ended)-1])
 	}
 	if conflicts {
@@ -282,15 +288,10 @@ func (r *RunReconciler) record(ctx context.Context, s *taskState) error {
 }
 
 // runEnded reports a run whose every task has now finished: an Event on the
-// task that finished last and the runs metric. It is called only in the pass
-// that recorded a task's final phase, so each run ends once, even across
-// restarts (the phase label is the record).
+// task that finished last and the runs metric.
 func (r *RunReconciler) runEnded(ctx context.Context, ns, run string, states map[string]*taskState, last *taskState) {
 	counts := map[annotations.Phase]int{}
 	for _, s := range states {
-		if !s.phase.Finished() {
-			return
-		}
 		counts[s.phase]++
 	}
 	outcome, eventType := "Succeeded", corev1.EventTypeNormal

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,13 +10,16 @@ import (
 	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/sluice-dev/sluice/annotations"
@@ -285,5 +289,47 @@ func TestBadResultsReasonSurvivesJobCompletion(t *testing.T) {
 	}
 	if got := j.Annotations[annotations.ReasonAnnotation]; !strings.Contains(got, "is not key=value lines or one JSON object") {
 		t.Errorf("reason after the Job completed = %q, want it to still report the malformed message", got)
+	}
+}
+
+// TestRunEndsOnceAcrossConflicts: a conflict while recording the last
+// outcomes must neither lose the run's end nor report it twice.
+func TestRunEndsOnceAcrossConflicts(t *testing.T) {
+	ctx := context.Background()
+	conflicted := false
+	c := fake.NewClientBuilder().WithScheme(scheme.Scheme).
+		WithIndex(&batchv1.Job{}, RunIndex, IndexByRun).
+		WithIndex(&corev1.Pod{}, RunIndex, IndexByRun).
+		WithObjects(
+			completed(utiltesting.MakeJob("a", "ml").Obj()),
+			// b's outcome is recorded already; only its results are still to
+			// be written, and that patch conflicts while a's outcome is recorded.
+			completed(utiltesting.MakeJob("b", "ml").UID("u-b").Label(annotations.PhaseLabel, "Succeeded").
+				Annotation(annotations.ReasonAnnotation, "Job completed").Obj()),
+			finishedPod("b-x", "b", "u-b", "n=1"),
+		).
+		WithInterceptorFuncs(interceptor.Funcs{Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			if obj.GetName() == "b" && !conflicted {
+				conflicted = true
+				return apierrors.NewConflict(schema.GroupResource{Group: "batch", Resource: "jobs"}, "b", errors.New("changed"))
+			}
+			return c.Patch(ctx, obj, patch, opts...)
+		}}).Build()
+	rec := events.NewFakeRecorder(20)
+	r := NewRunReconciler(c, rec, Options{})
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ml", Name: "p"}}
+	for range 3 {
+		if _, err := r.Reconcile(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ends := 0
+	for len(rec.Events) > 0 {
+		if strings.Contains(<-rec.Events, "RunSucceeded") {
+			ends++
+		}
+	}
+	if !conflicted || ends != 1 {
+		t.Errorf("conflicted = %v, RunSucceeded events = %d; want a conflict and exactly one event", conflicted, ends)
 	}
 }
