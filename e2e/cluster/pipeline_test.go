@@ -296,9 +296,11 @@ func TestControllerRestart(t *testing.T) {
 			released[e.Regarding.Name] += max(1, int(ptrCount(e.Series)))
 		}
 	}
-	for _, task := range []string{"s2", "s3", "s4"} {
-		if released[task] != 1 {
-			t.Errorf("%s has %d Released events, want exactly 1", task, released[task])
+	// Events are sent asynchronously: s2's may die with the killed manager.
+	// None may be doubled, and the tasks released after the restart have theirs.
+	for task, atLeast := range map[string]int{"s2": 0, "s3": 1, "s4": 1} {
+		if n := released[task]; n < atLeast || n > 1 {
+			t.Errorf("%s has %d Released events, want %d to 1", task, n, atLeast)
 		}
 	}
 }
