@@ -48,6 +48,9 @@ const (
 	ResultsAnnotation = Prefix + "results"
 	// ReasonAnnotation is owned by the controller: one line saying why the phase is what it is.
 	ReasonAnnotation = Prefix + "reason"
+	// RunOutcomeAnnotation is owned by the controller: set on the task that
+	// finished last when the whole run ended (Succeeded or Failed).
+	RunOutcomeAnnotation = Prefix + "run-outcome"
 )
 
 // UpstreamGate is the scheduling gate that holds a bare Pod until its
@@ -106,7 +109,7 @@ var userAnnotations = []string{
 // ControllerLabels and ControllerAnnotations are written only by the controller.
 var (
 	ControllerLabels      = []string{PhaseLabel}
-	ControllerAnnotations = []string{ResultsAnnotation, ReasonAnnotation}
+	ControllerAnnotations = []string{ResultsAnnotation, ReasonAnnotation, RunOutcomeAnnotation}
 )
 
 // GraphKeys are the keys that define a task's place in its run's graph; they

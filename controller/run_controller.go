@@ -101,8 +101,6 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	}
 
 	var conflicts bool
-	var ended []*taskState // tasks whose final phase was recorded in this pass
-	allFinal := true       // every task's recorded phase is final after this pass
 	for _, name := range order {
 		s := states[name]
 		before := recordedPhase(s.object())
@@ -116,7 +114,6 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			d := decide(s.task, ups)
 			s.phase, s.reason = d.phase, d.reason
 			if d.release {
-				allFinal = false
 				if err := r.release(ctx, s, ups); err != nil {
 					if apierrors.IsConflict(err) {
 						conflicts = true
@@ -141,23 +138,21 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 		if err := r.record(ctx, s); err != nil {
 			if apierrors.IsConflict(err) {
 				conflicts = true
-				allFinal = allFinal && before.Finished()
 				continue
 			}
 			return reconcile.Result{}, err
 		}
-		allFinal = allFinal && s.phase.Finished()
 		if resultsErr != nil && json != "" {
 			r.recorder.Eventf(s.object(), nil, corev1.EventTypeWarning, "BadResults", "Observe", "%s", resultsErr.Error())
 		}
-		if !before.Finished() && s.phase.Finished() {
-			ended = append(ended, s)
-		}
 	}
-	// The run ended in the pass that recorded the last final phase: exactly
-	// one pass, even across conflicts and restarts, since the labels are the record.
-	if len(ended) > 0 && allFinal {
-		r.runEnded(ctx, req.Namespace, req.Name, states, ended[len(ended)-1])
+	if !conflicts {
+		if err := r.recordRunEnd(ctx, req.Namespace, req.Name, states); err != nil {
+			if !apierrors.IsConflict(err) {
+				return reconcile.Result{}, err
+			}
+			conflicts = true
+		}
 	}
 	if conflicts {
 		// Someone changed a task while we decided; decide again on fresh objects.
@@ -287,22 +282,43 @@ func (r *RunReconciler) record(ctx context.Context, s *taskState) error {
 	return nil
 }
 
-// runEnded reports a run whose every task has now finished: an Event on the
-// task that finished last and the runs metric.
-func (r *RunReconciler) runEnded(ctx context.Context, ns, run string, states map[string]*taskState, last *taskState) {
+// recordRunEnd reports a run whose every task has a final phase: it marks
+// the task that finished last with sluice.dev/run-outcome, and, when that
+// patch lands, emits an Event on it and counts the run. The mark is the
+// record that the run's end was reported, so it is reported exactly once,
+// whatever the restarts, conflicts or stale caches.
+func (r *RunReconciler) recordRunEnd(ctx context.Context, ns, run string, states map[string]*taskState) error {
 	counts := map[annotations.Phase]int{}
-	for _, s := range states {
+	var last *taskState
+	for _, name := range slices.Sorted(maps.Keys(states)) {
+		s := states[name]
+		if !s.phase.Finished() || recordedPhase(s.object()) != s.phase {
+			return nil
+		}
+		if _, done := s.object().GetAnnotations()[annotations.RunOutcomeAnnotation]; done {
+			return nil
+		}
 		counts[s.phase]++
+		if last == nil || !s.finishedAt.Before(last.finishedAt) {
+			last = s
+		}
 	}
 	outcome, eventType := "Succeeded", corev1.EventTypeNormal
 	if counts[annotations.PhaseFailed]+counts[annotations.PhaseUpstreamFailed] > 0 {
 		outcome, eventType = "Failed", corev1.EventTypeWarning
 	}
+	obj := last.object()
+	patchBase := obj.DeepCopyObject().(client.Object)
+	obj.GetAnnotations()[annotations.RunOutcomeAnnotation] = outcome
+	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("recording the end of run %s/%s on %s: %w", ns, run, klogRef(obj), err)
+	}
 	runs.WithLabelValues(outcome).Inc()
 	msg := fmt.Sprintf("run %s/%s %s: %d succeeded, %d failed, %d upstream-failed, %d skipped", ns, run, strings.ToLower(outcome),
 		counts[annotations.PhaseSucceeded], counts[annotations.PhaseFailed], counts[annotations.PhaseUpstreamFailed], counts[annotations.PhaseSkipped])
 	ctrl.LoggerFrom(ctx).V(2).Info("Run ended", "outcome", outcome, "tasks", len(states))
-	r.recorder.Eventf(last.object(), nil, eventType, "Run"+outcome, "RunEnded", "%s", msg)
+	r.recorder.Eventf(obj, nil, eventType, "Run"+outcome, "RunEnded", "%s", msg)
+	return nil
 }
 
 func setPhase(obj client.Object, phase annotations.Phase, reason string) {

@@ -333,3 +333,39 @@ func TestRunEndsOnceAcrossConflicts(t *testing.T) {
 		t.Errorf("conflicted = %v, RunSucceeded events = %d; want a conflict and exactly one event", conflicted, ends)
 	}
 }
+
+// TestRunEndReportedOnceAcrossRestarts: a new controller (restart, stale
+// cache) reconciling a run that already ended reports nothing again.
+func TestRunEndReportedOnceAcrossRestarts(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(completed(utiltesting.MakeJob("a", "ml").Obj()), failedJob(utiltesting.MakeJob("b", "ml").Obj()))
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ml", Name: "p"}}
+	ends := 0
+	for range 2 { // two controller lifetimes
+		rec := events.NewFakeRecorder(20)
+		if _, err := NewRunReconciler(c, rec, Options{}).Reconcile(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		for len(rec.Events) > 0 {
+			if strings.Contains(<-rec.Events, "RunFailed") {
+				ends++
+			}
+		}
+	}
+	if ends != 1 {
+		t.Errorf("RunFailed events = %d over two controller lifetimes, want 1", ends)
+	}
+	var jobs batchv1.JobList
+	if err := c.List(ctx, &jobs); err != nil {
+		t.Fatal(err)
+	}
+	marked := 0
+	for _, j := range jobs.Items {
+		if j.Annotations[annotations.RunOutcomeAnnotation] == "Failed" {
+			marked++
+		}
+	}
+	if marked != 1 {
+		t.Errorf("%d tasks carry %s=Failed, want 1", marked, annotations.RunOutcomeAnnotation)
+	}
+}
