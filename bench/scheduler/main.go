@@ -91,7 +91,7 @@ func run(root string, nodes, pods int, timeout time.Duration, keep bool) error {
 		return err
 	}
 	ctx := context.Background()
-	gpuNodes, err := createNodes(ctx, cs, nodes)
+	gpuNodes, gpuTotal, err := createNodes(ctx, cs, nodes)
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func run(root string, nodes, pods int, timeout time.Duration, keep bool) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Printf("cluster: %d nodes (%d with GPUs), %d pods per profile, apiserver and scheduler with --disable-qps-limits\n\n", nodes, len(gpuNodes), pods)
+	fmt.Printf("cluster: %d nodes (%d with GPUs, %d GPUs), %d pods per profile, apiserver and scheduler with --disable-qps-limits\n\n", nodes, len(gpuNodes), gpuTotal, pods)
 	var results []result
 	for _, profile := range []string{corev1.DefaultSchedulerName, "sluice-scheduler"} {
 		r, err := runProfile(ctx, cs, profile, pods, gpuNodes, timeout)
@@ -109,8 +109,8 @@ func run(root string, nodes, pods int, timeout time.Duration, keep bool) error {
 			return fmt.Errorf("profile %s: %w", profile, err)
 		}
 		results = append(results, r)
-		fmt.Printf("%-18s %7.1f pods/s  scheduled %4d/%d in %6.2fs  GPU steps placed %3d/%d (before the first unschedulable: %3d)  CPU steps on GPU nodes %3d/%d\n",
-			r.profile, r.throughput(), r.scheduled, pods, r.elapsed.Seconds(), r.gpuPlaced, r.gpuPods, r.gpuBeforeFirstFail, r.cpuOnGPU, r.cpuPods)
+		fmt.Printf("%-18s %6.1f pods/s  scheduled %4d/%d in %6.2fs  GPU steps placed %3d/%d (before the first unschedulable: %3d)  GPUs allocated %4d/%d  CPU steps on GPU nodes %3d/%d\n",
+			r.profile, r.throughput(), r.scheduled, pods, r.elapsed.Seconds(), r.gpuPlaced, r.gpuPods, r.gpuBeforeFirstFail, r.gpusAllocated, gpuTotal, r.cpuOnGPU, r.cpuPods)
 	}
 	fmt.Printf("\nthroughput sluice-scheduler / default-scheduler: %.2f\n", results[1].throughput()/results[0].throughput())
 	return nil
@@ -118,8 +118,9 @@ func run(root string, nodes, pods int, timeout time.Duration, keep bool) error {
 
 // createNodes makes n kwok nodes: 40% CPU-only, the rest cycling through
 // 1, 2, 4 and 8 GPUs with the GPU labels and taint. It returns the GPU ones.
-func createNodes(ctx context.Context, cs kubernetes.Interface, n int) (map[string]bool, error) {
+func createNodes(ctx context.Context, cs kubernetes.Interface, n int) (map[string]bool, int64, error) {
 	gpuNodes := map[string]bool{}
+	var gpuTotal int64
 	sizes := []int64{1, 2, 4, 8}
 	products := []string{"Tesla-T4", "Tesla-T4", "NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-SXM4-40GB"}
 	for i := range n {
@@ -140,11 +141,12 @@ func createNodes(ctx context.Context, cs kubernetes.Interface, n int) (map[strin
 			node.Status.Allocatable[gpu] = *resource.NewQuantity(sizes[k%4], resource.DecimalSI)
 			node.Spec.Taints = []corev1.Taint{{Key: annotations.GPUResource, Value: "present", Effect: corev1.TaintEffectNoSchedule}}
 			gpuNodes[node.Name] = true
+			gpuTotal += sizes[k%4]
 		}
 		node.Labels["kubernetes.io/hostname"] = node.Name
 		node.Status.Capacity = node.Status.Allocatable
 		if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("creating node %s: %w", node.Name, err)
+			return nil, 0, fmt.Errorf("creating node %s: %w", node.Name, err)
 		}
 	}
 	err := waitFor(ctx, 2*time.Minute, "nodes to be Ready", func() (bool, error) {
@@ -162,7 +164,7 @@ func createNodes(ctx context.Context, cs kubernetes.Interface, n int) (map[strin
 		}
 		return ready == n, nil
 	})
-	return gpuNodes, err
+	return gpuNodes, gpuTotal, err
 }
 
 func taintsWanted(isGPU bool) []struct{} {
@@ -175,8 +177,8 @@ func taintsWanted(isGPU bool) []struct{} {
 type result struct {
 	profile                                          string
 	elapsed                                          time.Duration
-	scheduled, gpuPods, gpuPlaced, cpuPods, cpuOnGPU int
-	gpuBeforeFirstFail                               int
+	scheduled, gpuPods, gpuPlaced, cpuPods, cpuOnGPU int64
+	gpuBeforeFirstFail, gpusAllocated                int64
 }
 
 func (r result) throughput() float64 { return float64(r.scheduled) / r.elapsed.Seconds() }
@@ -262,6 +264,8 @@ func runProfile(ctx context.Context, cs kubernetes.Interface, schedulerName stri
 				continue
 			}
 			r.gpuPlaced++
+			q := spec.Spec.Containers[0].Resources.Limits[gpu]
+			r.gpusAllocated += q.Value()
 			if !failed {
 				r.gpuBeforeFirstFail++
 			}
