@@ -25,6 +25,12 @@ build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/kubectl-sluice ./cmd/kubectl-sluice
 	$(GO) build -o $(BIN)/sluice-provisioner ./hack/provisioner
 	$(GO) build -o $(BIN)/sluice-certgen ./hack/certgen
+	@bash hack/build-scheduler.sh
+
+## scheduler: build bin/sluice-scheduler, version-stamped like the control plane (FORCE=1 rebuilds)
+.PHONY: scheduler
+scheduler:
+	@bash hack/build-scheduler.sh
 
 ## dev-up: start (or repair) the local cluster with kwok nodes, storage and sluice
 .PHONY: dev-up

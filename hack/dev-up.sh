@@ -2,14 +2,19 @@
 # Brings up the sluice development cluster on this machine, without Docker:
 #
 #   - a kwokctl cluster "sluice" (runtime binary): the real etcd,
-#     kube-apiserver, kube-controller-manager and kube-scheduler from bin/,
-#     with kwok simulating nodes and pods (hack/kwok/stages.yaml);
+#     kube-apiserver and kube-controller-manager from bin/, and as its
+#     kube-scheduler bin/sluice-scheduler (./cmd/scheduler, built by
+#     hack/build-scheduler.sh when missing or stale) with
+#     manifests/scheduler-config.yaml: profiles default-scheduler and
+#     sluice-scheduler (the SluiceGPU plugin); kwok simulates nodes and pods
+#     (hack/kwok/stages.yaml);
 #   - five simulated nodes (hack/kwok/nodes.yaml): two CPU nodes, two nodes
 #     with 4 Tesla T4 each, one with 8 A100;
 #   - the default StorageClass sluice-local and its provisioner
 #     (bin/sluice-provisioner, built from hack/provisioner) as a process;
 #   - the sluice manager (bin/sluice-webhook: admission webhooks and the
-#     dependency controller) as a process, and its webhook registration
+#     dependency controller, run with --scheduler-name sluice-scheduler so
+#     sluice steps use the GPU-aware profile) as a process, and its webhook registration
 #     (hack/webhook-config.yaml.tmpl) with a CA from hack/certgen.
 #
 # State lives in .kwok/ (KWOK_WORKDIR): kubeconfig, certs/, volumes/, the
@@ -25,7 +30,8 @@
 # so `eval "$(hack/dev-up.sh)"` points the shell at the cluster.
 #
 # Needs the pinned tools in bin/ (bash hack/tools.sh): etcd kube-apiserver
-# kube-controller-manager kube-scheduler kwok kwokctl kubectl.
+# kube-controller-manager kwok kwokctl kubectl. The scheduler is only read
+# when the cluster is created: after changing it, run dev-down and dev-up.
 #
 # Environment:
 #   SLUICE_WEBHOOK_BIN  manager binary (default bin/sluice-webhook; built from
@@ -33,6 +39,8 @@
 #   SKIP_MANAGER=1      start no manager and register no webhooks (e2e tests
 #                       run their own); a manager and a registration left by
 #                       an earlier dev-up are stopped and removed
+#   SLUICE_SCHEDULER_NAME  schedulerName the manager gives sluice steps
+#                       (default sluice-scheduler; empty: leave pods alone)
 #   SLUICE_CLUSTER      kwokctl cluster name (default sluice; the e2e tests use sluice-e2e)
 #   SLUICE_STATE_DIR    state directory (default .kwok; the e2e tests use .kwok-e2e)
 #   SLUICE_WEBHOOK_PORT (19443), SLUICE_METRICS_ADDR (127.0.0.1:18080),
@@ -56,6 +64,8 @@ VOLUME_ROOT=$KWOK_WORKDIR/volumes
 
 SKIP_MANAGER=${SKIP_MANAGER:-0}
 SLUICE_WEBHOOK_BIN=${SLUICE_WEBHOOK_BIN:-}
+SCHEDULER_NAME=${SLUICE_SCHEDULER_NAME-sluice-scheduler}
+SCHEDULER_CONFIG=$ROOT/manifests/scheduler-config.yaml
 WEBHOOK_HOST=127.0.0.1
 WEBHOOK_PORT=${SLUICE_WEBHOOK_PORT:-19443}
 METRICS_ADDR=${SLUICE_METRICS_ADDR:-127.0.0.1:18080}
@@ -177,7 +187,7 @@ components_up() {
 
 # ---------------------------------------------------------------- checks
 missing=()
-for tool in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kwokctl kubectl; do
+for tool in etcd kube-apiserver kube-controller-manager kwok kwokctl kubectl; do
 	[[ -x $BIN/$tool ]] || missing+=("$tool")
 done
 ((${#missing[@]} == 0)) || die "missing in bin/: ${missing[*]}; build them with: bash hack/tools.sh"
@@ -190,6 +200,8 @@ flock -w 180 9 || die "another dev-up is running (lock $KWOK_WORKDIR/.dev-up.loc
 
 build_go sluice-provisioner hack/provisioner
 build_go sluice-certgen hack/certgen
+# Version-stamped like the control plane; skipped when up to date.
+bash "$HACK/build-scheduler.sh" 9>&-
 if [[ $SKIP_MANAGER != 1 ]]; then
 	if [[ -z $SLUICE_WEBHOOK_BIN ]]; then
 		SLUICE_WEBHOOK_BIN=$BIN/sluice-webhook
@@ -226,7 +238,8 @@ if "$BIN/kwokctl" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
 else
 	# One controller-manager and one scheduler: without leader election a
 	# restarted one works at once instead of waiting out its old Lease
-	# (15 s, during which no Job would get a pod).
+	# (15 s, during which no Job would get a pod). The scheduler's is off in
+	# its config; kwokctl adds the kubeconfig to a copy of that file.
 	log "creating cluster $CLUSTER (state in $KWOK_WORKDIR)"
 	fresh_cluster=1
 	"$BIN/kwokctl" --name "$CLUSTER" create cluster \
@@ -234,14 +247,14 @@ else
 		--etcd-binary "$BIN/etcd" \
 		--kube-apiserver-binary "$BIN/kube-apiserver" \
 		--kube-controller-manager-binary "$BIN/kube-controller-manager" \
-		--kube-scheduler-binary "$BIN/kube-scheduler" \
+		--kube-scheduler-binary "$BIN/sluice-scheduler" \
+		--kube-scheduler-config "$SCHEDULER_CONFIG" \
 		--kwok-controller-binary "$BIN/kwok" \
 		--config "$HACK/kwok/kwokctl.yaml" \
 		--config "$HACK/kwok/stages.yaml" \
 		--kubeconfig "$KUBECONFIG_FILE" \
 		--heartbeat-factor 1 \
 		--extra-args kube-controller-manager=leader-elect=false \
-		--extra-args kube-scheduler=leader-elect=false \
 		--node-lease-duration-seconds "$NODE_LEASE_SECONDS" \
 		--wait 2m >&2 9>&- ||
 		die "kwokctl create cluster failed; see $KWOK_WORKDIR/clusters/$CLUSTER/logs/, then run hack/dev-down.sh and try again"
@@ -308,6 +321,7 @@ else
 			--webhook-port "$WEBHOOK_PORT" \
 			--metrics-bind-address "$METRICS_ADDR" \
 			--health-probe-bind-address "$HEALTH_ADDR" \
+			--scheduler-name "$SCHEDULER_NAME" \
 			--leader-elect
 	else
 		log "$manager_name is running (pid $(<"$MANAGER_PID"))"

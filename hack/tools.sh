@@ -6,13 +6,12 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$ROOT/bin}
-KUBE_VERSION=v1.37.2
+# KUBE_VERSION and KUBE_LDFLAGS (the version stamp, shared with hack/build-scheduler.sh).
+# shellcheck source=hack/kube-version.sh
+source "$ROOT/hack/kube-version.sh"
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
 mkdir -p "$BIN"
-
-V=k8s.io/component-base/version
-KUBE_LDFLAGS="-s -w -X $V.gitVersion=$KUBE_VERSION -X $V.gitMajor=1 -X $V.gitMinor=37 -X $V.gitTreeState=clean"
 
 # fresh NAME VERSION: true when bin/NAME exists and was built at VERSION.
 fresh() { [[ -x $BIN/$1 && "$(cat "$BIN/.$1.version" 2>/dev/null)" == "$2" ]]; }
