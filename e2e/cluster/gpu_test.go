@@ -44,6 +44,17 @@ func TestGPUPlacement(t *testing.T) {
 		gpu("h100", "nvidia-h100-80gb"),
 		job("cpu-a", ns).Obj(), job("cpu-b", ns).Obj(),
 	)
+	for _, task := range []string{"t4", "a100", "cpu-a"} {
+		var pods corev1.PodList
+		if err := cluster.Client.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{annotations.TaskLabel: task}); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if p.Spec.SchedulerName != "sluice-scheduler" {
+				t.Errorf("pod of %s has schedulerName %q, want sluice-scheduler", task, p.Spec.SchedulerName)
+			}
+		}
+	}
 	for task, wantPrefix := range map[string]string{
 		"t4": "sluice-t4-", "a100": "sluice-a100-", "cpu-a": "sluice-cpu-", "cpu-b": "sluice-cpu-",
 	} {
@@ -60,8 +71,8 @@ func TestGPUPlacement(t *testing.T) {
 		}
 		for _, e := range evs.Items {
 			if e.Reason == "FailedScheduling" && strings.HasPrefix(e.Regarding.Name, "h100-") {
-				if !strings.Contains(e.Note, "affinity") {
-					t.Errorf("FailedScheduling note = %q, want it to name the node affinity", e.Note)
+				if !strings.Contains(e.Note, "nvidia-h100-80gb accelerator (SluiceGPU)") && !strings.Contains(e.Note, "affinity") {
+					t.Errorf("FailedScheduling note = %q, want it to say that no node has the accelerator", e.Note)
 				}
 				t.Logf("h100 step: %s", e.Note)
 				return

@@ -101,7 +101,7 @@ func (c *Cluster) startManager() error {
 			"--kubeconfig", c.Kubeconfig, "--cert-dir", certDir,
 			"--webhook-host", "127.0.0.1", "--webhook-port", port,
 			"--metrics-bind-address", addrs[1], "--health-probe-bind-address", addrs[2],
-			"--leader-elect", "--v=2",
+			"--leader-elect", "--v=2", "--scheduler-name", "sluice-scheduler",
 		},
 	}
 	c.Manager = m
