@@ -44,6 +44,13 @@ func TestGPUPlacement(t *testing.T) {
 		gpu("h100", "nvidia-h100-80gb"),
 		job("cpu-a", ns).Obj(), job("cpu-b", ns).Obj(),
 	)
+	for task, wantPrefix := range map[string]string{
+		"t4": "sluice-t4-", "a100": "sluice-a100-", "cpu-a": "sluice-cpu-", "cpu-b": "sluice-cpu-",
+	} {
+		if node := nodeOf(t, ns, task); !strings.HasPrefix(node, wantPrefix) {
+			t.Errorf("%s ran on %s, want a %s* node", task, node, wantPrefix)
+		}
+	}
 	for _, task := range []string{"t4", "a100", "cpu-a"} {
 		var pods corev1.PodList
 		if err := cluster.Client.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{annotations.TaskLabel: task}); err != nil {
@@ -53,13 +60,6 @@ func TestGPUPlacement(t *testing.T) {
 			if p.Spec.SchedulerName != "sluice-scheduler" {
 				t.Errorf("pod of %s has schedulerName %q, want sluice-scheduler", task, p.Spec.SchedulerName)
 			}
-		}
-	}
-	for task, wantPrefix := range map[string]string{
-		"t4": "sluice-t4-", "a100": "sluice-a100-", "cpu-a": "sluice-cpu-", "cpu-b": "sluice-cpu-",
-	} {
-		if node := nodeOf(t, ns, task); !strings.HasPrefix(node, wantPrefix) {
-			t.Errorf("%s ran on %s, want a %s* node", task, node, wantPrefix)
 		}
 	}
 	// No node has an H100: the step stays Pending and the scheduler says why.
