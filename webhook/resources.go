@@ -30,12 +30,21 @@ func mainContainer(spec *corev1.PodSpec, res annotations.Resources) (int, *field
 		"no container of that name; the containers are "+strings.Join(names, ", "))
 }
 
+// setScheduler gives every step the sluice scheduler (when configured), GPU
+// or not: it also keeps CPU steps off GPU nodes. A scheduler the user chose
+// is left alone.
+func setScheduler(spec *corev1.PodSpec, schedulerName string) {
+	if schedulerName != "" && (spec.SchedulerName == "" || spec.SchedulerName == corev1.DefaultSchedulerName) {
+		spec.SchedulerName = schedulerName
+	}
+}
+
 // injectResources applies the resource annotations to the main container:
 // GPU limits, cpu/memory requests=limits. Values the spec sets explicitly
 // win (resourceWarnings says so). GPU steps tolerate the GPU taint; an
 // accelerator becomes required node affinity on the accelerator labels, so
 // that even the default scheduler places the step on the right node type.
-func injectResources(spec *corev1.PodSpec, res annotations.Resources, schedulerName string) *field.Error {
+func injectResources(spec *corev1.PodSpec, res annotations.Resources) *field.Error {
 	if res.Empty() {
 		return nil
 	}
@@ -82,9 +91,6 @@ func injectResources(spec *corev1.PodSpec, res annotations.Resources, schedulerN
 			spec.Affinity.NodeAffinity = &corev1.NodeAffinity{}
 		}
 		spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = acceleratorSelector(res.Accelerator)
-	}
-	if schedulerName != "" && (spec.SchedulerName == "" || spec.SchedulerName == corev1.DefaultSchedulerName) {
-		spec.SchedulerName = schedulerName
 	}
 	return nil
 }
@@ -140,7 +146,8 @@ func resourceWarnings(spec *corev1.PodSpec, res annotations.Resources) []string 
 // mutateStep applies everything the webhook injects into a step's pod spec.
 func mutateStep(spec *corev1.PodSpec, task *annotations.Task, res annotations.Resources, schedulerName string) field.ErrorList {
 	injectPodSpec(spec, task)
-	if err := injectResources(spec, res, schedulerName); err != nil {
+	setScheduler(spec, schedulerName)
+	if err := injectResources(spec, res); err != nil {
 		return field.ErrorList{err}
 	}
 	return nil

@@ -36,8 +36,10 @@ func TestGPUInjection(t *testing.T) {
 			}},
 			wantSched: "sluice-scheduler",
 		},
-		"cpu and memory become requests=limits": {
+		"cpu and memory become requests=limits; a CPU step gets the sluice scheduler too": {
 			job:          utiltesting.MakeJob("prep", "ml").Annotation(annotations.CPUAnnotation, "2").Annotation(annotations.MemoryAnnotation, "4Gi"),
+			scheduler:    "sluice-scheduler",
+			wantSched:    "sluice-scheduler",
 			wantLimits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("4Gi")},
 			wantRequests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("4Gi")},
 		},
