@@ -9,8 +9,9 @@ import (
 )
 
 // terminationMessage returns the termination message of the task's main
-// container (the first one) in the pod that finished last, and that pod.
-func terminationMessage(pods []*corev1.Pod) (string, *corev1.Pod) {
+// container (named by sluice.dev/container, else the first) in the pod that
+// finished last, and that pod.
+func terminationMessage(pods []*corev1.Pod, container string) (string, *corev1.Pod) {
 	var best *corev1.Pod
 	var msg string
 	var bestAt int64 = -1
@@ -21,7 +22,10 @@ func terminationMessage(pods []*corev1.Pod) (string, *corev1.Pod) {
 		if len(p.Spec.Containers) == 0 {
 			continue
 		}
-		main := p.Spec.Containers[0].Name
+		main := container
+		if main == "" {
+			main = p.Spec.Containers[0].Name
+		}
 		for _, cs := range p.Status.ContainerStatuses {
 			if cs.Name != main || cs.State.Terminated == nil {
 				continue
@@ -46,7 +50,7 @@ func collectResults(s *taskState, pods []*corev1.Pod) (newJSON string, err error
 	if s.phase != annotations.PhaseSucceeded && s.phase != annotations.PhaseFailed {
 		return "", nil
 	}
-	msg, pod := terminationMessage(pods)
+	msg, pod := terminationMessage(pods, s.object().GetAnnotations()[annotations.ContainerAnnotation])
 	if pod == nil {
 		// The task never ran (decided without running), or its pod is gone:
 		// there is nothing to read, and nothing is recorded.

@@ -369,3 +369,24 @@ func TestRunEndReportedOnceAcrossRestarts(t *testing.T) {
 		t.Errorf("%d tasks carry %s=Failed, want 1", marked, annotations.RunOutcomeAnnotation)
 	}
 }
+
+func TestResultsComeFromTheMainContainer(t *testing.T) {
+	ctx := context.Background()
+	pod := finishedPod("evaluate-x", "evaluate", "u-eval", "sidecar=1")
+	pod.Spec.Containers = []corev1.Container{{Name: "proxy"}, {Name: "scorer"}}
+	pod.Status.ContainerStatuses[0].Name = "proxy"
+	pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{Name: "scorer", State: corev1.ContainerState{
+		Terminated: &corev1.ContainerStateTerminated{Message: "accuracy=0.9", FinishedAt: metav1.Now()}}})
+	c := newClient(utiltesting.MakeJob("evaluate", "ml").UID("u-eval").Annotation(annotations.ContainerAnnotation, "scorer").Obj(), pod)
+	r := NewRunReconciler(c, events.NewFakeRecorder(20), Options{})
+	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ml", Name: "p"}}); err != nil {
+		t.Fatal(err)
+	}
+	var j batchv1.Job
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "ml", Name: "evaluate"}, &j); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.Annotations[annotations.ResultsAnnotation]; got != `{"accuracy":0.9}` {
+		t.Errorf("results = %q, want the scorer container's", got)
+	}
+}
