@@ -43,12 +43,15 @@ func releaseOrSkip(task *annotations.Task, ups map[string]*taskState, reason str
 // decide looks at the upstreams of a waiting task and says whether it stays
 // waiting, is released, or will never run. ups holds the state of every
 // upstream that exists; a missing one is waited for (tasks may be applied in
-// any order).
-func decide(task *annotations.Task, ups map[string]*taskState) decision {
+// any order), unless it is known to have been deleted before it finished:
+// that counts as a failure.
+func decide(task *annotations.Task, ups map[string]*taskState, deleted func(string) bool) decision {
 	var missing, pending, succeeded, failed, skipped []string
 	for _, name := range task.Upstreams() {
 		s, ok := ups[name]
 		switch {
+		case !ok && deleted(name):
+			failed = append(failed, name+" (deleted before it finished)")
 		case !ok:
 			missing = append(missing, name)
 		case s.phase == annotations.PhaseSucceeded:

@@ -27,6 +27,7 @@ func TestDecide(t *testing.T) {
 	cases := map[string]struct {
 		trigger string
 		when    string
+		deleted string                // an upstream deleted before it finished
 		ups     map[string]*taskState // upstreams a and b are declared; absent => not created
 		want    decision
 	}{
@@ -41,6 +42,11 @@ func TestDecide(t *testing.T) {
 		"not yet created waits": {
 			ups:  map[string]*taskState{"a": st(W)},
 			want: decision{phase: W, reason: "waiting for a; waiting for b to be created"},
+		},
+		"an upstream deleted before it finished counts as failed": {
+			deleted: "b",
+			ups:     map[string]*taskState{"a": st(S)},
+			want:    decision{phase: UF, reason: "upstream b (deleted before it finished) failed"},
 		},
 		"failed upstream fails downstream at once": {
 			ups:  map[string]*taskState{"a": st(F), "b": st(R)},
@@ -108,7 +114,7 @@ func TestDecide(t *testing.T) {
 				trigger = annotations.TriggerAllSucceeded
 			}
 			task := &annotations.Task{Name: "d", After: []string{"a", "b"}, Trigger: trigger, When: tc.when}
-			got := decide(task, tc.ups)
+			got := decide(task, tc.ups, func(up string) bool { return tc.deleted == up })
 			if tc.want.reason == "" && got.phase == F {
 				const prefix = `sluice.dev/when "tasks.a.results.accuracy >= 0.9" could not be evaluated: `
 				if !strings.HasPrefix(got.reason, prefix) {

@@ -44,6 +44,7 @@ type RunReconciler struct {
 	recorder events.EventRecorder
 	opts     Options
 	now      func() time.Time
+	deleted  *deletedTasks
 }
 
 // NewRunReconciler returns a reconciler using the given client and recorder.
@@ -51,7 +52,7 @@ func NewRunReconciler(c client.Client, recorder events.EventRecorder, opts Optio
 	if opts.ArtifactSize.IsZero() {
 		opts.ArtifactSize = resource.MustParse("1Gi")
 	}
-	return &RunReconciler{client: c, recorder: recorder, opts: opts, now: time.Now}
+	return &RunReconciler{client: c, recorder: recorder, opts: opts, now: time.Now, deleted: newDeletedTasks()}
 }
 
 // SetupWithManager registers the indexes, metrics and the controller.
@@ -61,9 +62,9 @@ func (r *RunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 	}
 	registerMetrics(mgr.GetCache())
 	sluiceOnly := builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool { return RunOf(obj) != "" }))
-	toRun := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+	toRun := r.deleted.handler(handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: RunOf(obj)}}}
-	})
+	}))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("sluice-run").
 		Watches(&batchv1.Job{}, toRun, sluiceOnly).
@@ -111,7 +112,7 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 					ups[up] = u
 				}
 			}
-			d := decide(s.task, ups)
+			d := decide(s.task, ups, func(up string) bool { return r.deleted.has(req.Namespace, req.Name, up) })
 			s.phase, s.reason = d.phase, d.reason
 			if d.release {
 				if err := r.release(ctx, s, ups); err != nil {

@@ -330,3 +330,26 @@ func waitEvent(t *testing.T, ns, reason string) {
 	}
 	t.Fatalf("no %s event in %s after %s", reason, ns, runTimeout)
 }
+
+func TestUpstreamDeletedWhileRunning(t *testing.T) {
+	ns, tl := setup(t)
+	prep := job("prep", ns).Sim("duration", "30s").Obj()
+	create(t, prep, job("train", ns).After("prep").Obj())
+	deadline := time.Now().Add(runTimeout)
+	for {
+		if _, ok := tl.At("prep", framework.Started); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("prep never started")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cluster.Client.Delete(context.Background(), prep, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+		t.Fatal(err)
+	}
+	waitPhases(t, ns, map[string]annotations.Phase{"train": annotations.PhaseUpstreamFailed})
+	if _, ok := tl.At("train", framework.Started); ok {
+		t.Error("train got a pod after its upstream was deleted")
+	}
+}

@@ -47,8 +47,16 @@ type Manager struct {
 func StartCluster() (*Cluster, error) {
 	root := RepoRoot()
 	state := filepath.Join(root, ".kwok-e2e")
+	env := append(os.Environ(), "SLUICE_CLUSTER=sluice-e2e", "SLUICE_STATE_DIR="+state)
+	// Always a fresh cluster: one kept from an earlier run (SLUICE_E2E_KEEP)
+	// may run an older scheduler or configuration.
+	down := exec.Command("bash", filepath.Join(root, "hack", "dev-down.sh"))
+	down.Env, down.Stdout, down.Stderr = env, os.Stderr, os.Stderr
+	if err := down.Run(); err != nil {
+		return nil, fmt.Errorf("hack/dev-down.sh failed: %w", err)
+	}
 	cmd := exec.Command("bash", filepath.Join(root, "hack", "dev-up.sh"))
-	cmd.Env = append(os.Environ(), "SKIP_MANAGER=1", "SLUICE_CLUSTER=sluice-e2e", "SLUICE_STATE_DIR="+state)
+	cmd.Env = append(env, "SKIP_MANAGER=1")
 	cmd.Stderr = os.Stderr
 	if out, err := cmd.Output(); err != nil {
 		return nil, fmt.Errorf("hack/dev-up.sh failed: %w\n%s", err, out)
@@ -200,7 +208,7 @@ func (c *Cluster) Stop() error {
 		return nil
 	}
 	cmd := exec.Command("bash", filepath.Join(RepoRoot(), "hack", "dev-down.sh"))
-	cmd.Env = append(os.Environ(), "SLUICE_CLUSTER=sluice-e2e", "SLUICE_STATE_DIR="+c.stateDir)
+	cmd.Env = append(os.Environ(), "SLUICE_CLUSTER=sluice-e2e", "SLUICE_STATE_DIR="+c.stateDir) // as in StartCluster
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
 }

@@ -1,0 +1,106 @@
+package controller
+
+import (
+	"context"
+	"sync"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/sluice-dev/sluice/annotations"
+)
+
+// deletedTasks remembers tasks deleted before they finished, so that their
+// downstream tasks become UpstreamFailed instead of waiting for them to be
+// created. It is the controller's only memory: a deletion that happens while
+// no controller runs is not seen, and its downstream keeps waiting (it is
+// never released early). Once decided, UpstreamFailed is in the objects.
+type deletedTasks struct {
+	mu    sync.Mutex
+	tasks map[string]map[string]bool // namespace/run -> task names
+}
+
+func newDeletedTasks() *deletedTasks {
+	return &deletedTasks{tasks: map[string]map[string]bool{}}
+}
+
+func (d *deletedTasks) has(ns, run, task string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.tasks[ns+"/"+run][task]
+}
+
+func (d *deletedTasks) set(obj client.Object, deleted bool) {
+	task, errs := annotations.Parse(obj)
+	if len(errs) > 0 || jobOwned(obj) {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	key := task.RunKey()
+	if !deleted {
+		delete(d.tasks[key], task.Name) // re-created: wait for it again
+		return
+	}
+	if d.tasks[key] == nil {
+		d.tasks[key] = map[string]bool{}
+	}
+	d.tasks[key][task.Name] = true
+}
+
+func jobOwned(obj client.Object) bool {
+	for _, ref := range obj.GetOwnerReferences() {
+		if ref.Kind == "Job" && ref.Controller != nil && *ref.Controller {
+			return true
+		}
+	}
+	return false
+}
+
+// handler wraps the run handler: deletions of unfinished tasks are noted
+// before the run is enqueued; a task created again is forgotten.
+func (d *deletedTasks) handler(inner handler.EventHandler) handler.EventHandler {
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			d.set(e.Object, false)
+			inner.Create(ctx, e, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			inner.Update(ctx, e, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if !finishedObject(e.Object) {
+				d.set(e.Object, true)
+			}
+			inner.Delete(ctx, e, q)
+		},
+		GenericFunc: func(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			inner.Generic(ctx, e, q)
+		},
+	}
+}
+
+// finishedObject reports whether a task's object shows an outcome: recorded
+// by the controller, or in the Job's conditions or the Pod's phase.
+func finishedObject(obj client.Object) bool {
+	if recordedPhase(obj).Finished() {
+		return true
+	}
+	switch o := obj.(type) {
+	case *batchv1.Job:
+		for _, c := range o.Status.Conditions {
+			if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed ||
+				c.Type == batchv1.JobSuccessCriteriaMet || c.Type == batchv1.JobFailureTarget) {
+				return true
+			}
+		}
+	case *corev1.Pod:
+		return o.Status.Phase == corev1.PodSucceeded || o.Status.Phase == corev1.PodFailed
+	}
+	return false
+}
