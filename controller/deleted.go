@@ -86,21 +86,16 @@ func (d *deletedTasks) handler(inner handler.EventHandler) handler.EventHandler 
 }
 
 // finishedObject reports whether a task's object shows an outcome: recorded
-// by the controller, or in the Job's conditions or the Pod's phase.
+// by the controller, or observed in its status.
 func finishedObject(obj client.Object) bool {
 	if recordedPhase(obj).Finished() {
 		return true
 	}
 	switch o := obj.(type) {
 	case *batchv1.Job:
-		for _, c := range o.Status.Conditions {
-			if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed ||
-				c.Type == batchv1.JobSuccessCriteriaMet || c.Type == batchv1.JobFailureTarget) {
-				return true
-			}
-		}
+		return observeJob(&annotations.Task{}, o, nil).phase.Finished()
 	case *corev1.Pod:
-		return o.Status.Phase == corev1.PodSucceeded || o.Status.Phase == corev1.PodFailed
+		return observePod(&annotations.Task{}, o).phase.Finished()
 	}
 	return false
 }

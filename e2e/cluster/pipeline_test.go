@@ -257,16 +257,7 @@ func TestControllerRestart(t *testing.T) {
 		job("s3", ns).After("s2").Obj(),
 		job("s4", ns).After("s3").Obj(),
 	)
-	deadline := time.Now().Add(runTimeout)
-	for {
-		if _, ok := tl.At("s2", framework.Released); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("s2 was never released")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitMoment(t, tl, "s2", framework.Released)
 	cluster.Manager.Kill()
 	killed := time.Now()
 	// s2 finishes while the controller is down; s3 must not be released.
@@ -335,21 +326,27 @@ func TestUpstreamDeletedWhileRunning(t *testing.T) {
 	ns, tl := setup(t)
 	prep := job("prep", ns).Sim("duration", "30s").Obj()
 	create(t, prep, job("train", ns).After("prep").Obj())
-	deadline := time.Now().Add(runTimeout)
-	for {
-		if _, ok := tl.At("prep", framework.Started); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("prep never started")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitMoment(t, tl, "prep", framework.Started)
 	if err := cluster.Client.Delete(context.Background(), prep, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
 		t.Fatal(err)
 	}
 	waitPhases(t, ns, map[string]annotations.Phase{"train": annotations.PhaseUpstreamFailed})
 	if _, ok := tl.At("train", framework.Started); ok {
 		t.Error("train got a pod after its upstream was deleted")
+	}
+}
+
+// waitMoment waits until the timeline saw the task reach the moment.
+func waitMoment(t *testing.T, tl *framework.Timeline, task, moment string) {
+	t.Helper()
+	deadline := time.Now().Add(runTimeout)
+	for {
+		if _, ok := tl.At(task, moment); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never reached %q within %s", task, moment, runTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
