@@ -99,15 +99,8 @@ wait_for() {
 	done
 }
 
-# running PIDFILE NAME: true when the pidfile names a live process whose
-# command line contains NAME (so a recycled pid is not mistaken for ours).
-running() {
-	local pid
-	[[ -s $1 ]] || return 1
-	pid=$(<"$1")
-	[[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
-}
+# shellcheck source=hack/pidfile.sh
+source "$(dirname "$0")/pidfile.sh"
 
 # rebuilt PIDFILE: true when the running process's executable was replaced
 # on disk since it started (go build writes a new file).
@@ -115,21 +108,6 @@ rebuilt() {
 	local exe
 	exe=$(readlink "/proc/$(<"$1")/exe" 2>/dev/null) || return 1
 	[[ $exe == *" (deleted)" ]]
-}
-
-stop_pidfile() {
-	local pidfile=$1 name=$2 pid
-	if running "$pidfile" "$name"; then
-		pid=$(<"$pidfile")
-		log "stopping $name (pid $pid)"
-		kill "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.2
-		done
-		kill -9 "$pid" 2>/dev/null || true
-	fi
-	rm -f "$pidfile"
 }
 
 # start_bg PIDFILE LOGFILE CMD...: run CMD detached from this shell (own
