@@ -45,8 +45,16 @@ for b in kwok kwokctl; do
   fi
 done
 
-if ! fresh helm "$HELM_VERSION"; then
+# helm's Makefile stamps the Kubernetes version its client libraries speak
+# (v1.37 for helm v3.22); without it `helm template` and `helm lint` assume
+# v1.20 and refuse charts that need newer APIs.
+HELM_K8S_MINOR=37
+if ! fresh helm "$HELM_VERSION+k8s1.$HELM_K8S_MINOR"; then
   echo "tools: building helm $HELM_VERSION"
-  GOBIN=$BIN go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  stamp helm "$HELM_VERSION"
+  helm_ldflags="-s -w"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$HELM_K8S_MINOR"
+  done
+  GOBIN=$BIN go install -trimpath -ldflags "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  stamp helm "$HELM_VERSION+k8s1.$HELM_K8S_MINOR"
 fi
