@@ -47,17 +47,22 @@ dev-down:
 demo: dev-up
 	@bash hack/demo.sh
 
-## test: every test CI runs: verify, unit, integration (envtest) and e2e (local cluster)
+## test: every test CI runs: verify, unit, chart, integration (envtest) and e2e (local cluster)
 .PHONY: test
-test: verify test-unit test-integration test-e2e
+test: verify test-unit test-chart test-integration test-e2e
 
 ## test-unit: unit tests with fakes; the race detector on sluice's own concurrent code
 ## (the scheduler's packages run without it: a race build of kube-scheduler costs ~15 min cold)
 SCHED_PKGS := ./scheduler-plugin/... ./cmd/scheduler/...
 .PHONY: test-unit
 test-unit:
-	$(GOTEST) -race $$($(GO) list ./... | grep -v -e /e2e/ -e /scheduler-plugin -e /cmd/scheduler)
+	$(GOTEST) -race $$($(GO) list ./... | grep -v -e /e2e/ -e /manifests -e /scheduler-plugin -e /cmd/scheduler)
 	$(GOTEST) $(SCHED_PKGS)
+
+## test-chart: helm lint, the values schema and a matrix of rendered charts, checked in Go (needs bin/helm)
+.PHONY: test-chart
+test-chart: tools
+	$(GOTEST) -count=1 ./manifests/...
 
 ## test-integration: webhook and controller against a real kube-apiserver (envtest)
 .PHONY: test-integration
