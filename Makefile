@@ -32,6 +32,19 @@ build:
 scheduler:
 	@bash hack/build-scheduler.sh
 
+## images: build the webhook and scheduler images with hack/Dockerfile (needs docker or podman;
+## BASE_IMAGE: a distroless static nonroot image from your registry)
+IMAGE_REPO     ?= sluice
+IMAGE_TAG      ?= $(VERSION)
+CONTAINER_TOOL ?= docker
+.PHONY: images
+images:
+	@test -n "$(BASE_IMAGE)" || { echo "images: set BASE_IMAGE to a distroless static nonroot image your clusters can pull"; exit 2; }
+	for t in webhook scheduler; do \
+		$(CONTAINER_TOOL) build -f hack/Dockerfile --target $$t --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+			--build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/$$t:$(IMAGE_TAG) . || exit 1; \
+	done
+
 ## dev-up: start (or repair) the local cluster with kwok nodes, storage and sluice
 .PHONY: dev-up
 dev-up: tools build

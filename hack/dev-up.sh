@@ -41,6 +41,10 @@
 #                       an earlier dev-up are stopped and removed
 #   SLUICE_SCHEDULER_NAME  schedulerName the manager gives sluice steps
 #                       (default sluice-scheduler; empty: leave pods alone)
+#   SLUICE_SCHEDULER_CONFIG  KubeSchedulerConfiguration of the cluster's
+#                       scheduler (default manifests/scheduler-config.yaml;
+#                       the e2e tests pass one without the sluice profile and
+#                       run the chart's scheduler themselves)
 #   SLUICE_CLUSTER      kwokctl cluster name (default sluice; the e2e tests use sluice-e2e)
 #   SLUICE_STATE_DIR    state directory (default .kwok; the e2e tests use .kwok-e2e)
 #   SLUICE_WEBHOOK_PORT (19443), SLUICE_METRICS_ADDR (127.0.0.1:18080),
@@ -65,7 +69,7 @@ VOLUME_ROOT=$KWOK_WORKDIR/volumes
 SKIP_MANAGER=${SKIP_MANAGER:-0}
 SLUICE_WEBHOOK_BIN=${SLUICE_WEBHOOK_BIN:-}
 SCHEDULER_NAME=${SLUICE_SCHEDULER_NAME-sluice-scheduler}
-SCHEDULER_CONFIG=$ROOT/manifests/scheduler-config.yaml
+SCHEDULER_CONFIG=${SLUICE_SCHEDULER_CONFIG:-$ROOT/manifests/scheduler-config.yaml}
 WEBHOOK_HOST=127.0.0.1
 WEBHOOK_PORT=${SLUICE_WEBHOOK_PORT:-19443}
 METRICS_ADDR=${SLUICE_METRICS_ADDR:-127.0.0.1:18080}

@@ -7,12 +7,8 @@
 package manifests
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,9 +23,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/sluice-dev/sluice/annotations"
+	"github.com/sluice-dev/sluice/e2e/framework"
 	"github.com/sluice-dev/sluice/scheduler-plugin/schedulertest"
 )
 
@@ -59,28 +55,19 @@ var matrix = []variant{
 	{name: "development url", set: []string{"webhook.url=https://localhost:19443", "webhook.excludedNamespaces={ci,sandbox}"}, scheduler: true},
 }
 
-func helmBin(t *testing.T) string {
+func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	bin, err := filepath.Abs("../bin/helm")
+	return framework.Helm(args...)
+}
+
+// render returns the chart's objects for release "rel" in sluice-system.
+func render(t *testing.T, set ...string) []*unstructured.Unstructured {
+	t.Helper()
+	objs, err := framework.RenderChart(release, namespace, set...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s is missing: run `make tools` (or `make test-chart`, which builds it)", bin)
-	}
-	return bin
-}
-
-func helm(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	cmd := exec.Command(helmBin(t), args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return string(out), nil
+	return objs
 }
 
 func setArgs(set []string) []string {
@@ -89,38 +76,6 @@ func setArgs(set []string) []string {
 		args = append(args, "--set", s)
 	}
 	return args
-}
-
-// Render returns the chart's objects for release "rel" in sluice-system.
-func render(t *testing.T, set ...string) []*unstructured.Unstructured {
-	t.Helper()
-	out, err := helm(t, append([]string{"template", release, chartDir, "--namespace", namespace}, setArgs(set)...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := Decode(strings.NewReader(out))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return objs
-}
-
-// Decode reads a multi-document YAML stream into objects, skipping empty documents.
-func Decode(r io.Reader) ([]*unstructured.Unstructured, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return objs, nil
-			}
-			return nil, err
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
-	}
 }
 
 // objects is a render indexed by kind.

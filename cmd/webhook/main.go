@@ -3,6 +3,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"os"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -23,6 +25,7 @@ import (
 	"github.com/sluice-dev/sluice/annotations"
 	"github.com/sluice-dev/sluice/controller"
 	"github.com/sluice-dev/sluice/webhook"
+	"github.com/sluice-dev/sluice/webhook/certs"
 )
 
 func main() {
@@ -31,12 +34,19 @@ func main() {
 		leaderNS, storageClass, artifactSize         string
 		controllerUser, schedulerName                string
 		webhookPort, concurrency                     int
-		leaderElect, disableWebhooks                 bool
+		leaderElect, disableWebhooks, certRotation   bool
+		certSecret, certDNSNames                     string
+		mutatingConfig, validatingConfig             string
 	)
 	flag.StringVar(&webhookHost, "webhook-host", "", "address the webhook server listens on (empty: all)")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "port of the webhook server")
 	flag.StringVar(&certDir, "cert-dir", "", "directory holding tls.crt and tls.key of the webhook server")
 	flag.BoolVar(&disableWebhooks, "disable-webhooks", false, "run only the controller")
+	flag.BoolVar(&certRotation, "cert-rotation", false, "issue and rotate the webhook's serving certificate in --cert-secret and inject its CA into the webhook configurations, instead of reading --cert-dir (installations without cert-manager)")
+	flag.StringVar(&certSecret, "cert-secret", "sluice-webhook-cert", "with --cert-rotation: the existing Secret that holds the CA and serving certificate, as namespace/name, or name in the pod's namespace")
+	flag.StringVar(&certDNSNames, "cert-dns-names", "", "with --cert-rotation: comma-separated DNS names of the webhook Service, such as sluice-webhook.sluice-system.svc; the first is the certificate's common name")
+	flag.StringVar(&mutatingConfig, "mutating-webhook-configuration", "sluice", "with --cert-rotation: the MutatingWebhookConfiguration whose webhooks get the CA as caBundle")
+	flag.StringVar(&validatingConfig, "validating-webhook-configuration", "sluice", "with --cert-rotation: the ValidatingWebhookConfiguration whose webhooks get the CA as caBundle")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that only one replica runs the controller")
@@ -58,6 +68,37 @@ func main() {
 	}
 	if leaderNS == "" {
 		leaderNS = podNamespace()
+	}
+	var certOpts certs.Options
+	if certRotation {
+		switch {
+		case disableWebhooks:
+			log.Error(nil, "Invalid --cert-rotation with --disable-webhooks: there is no webhook to serve a certificate for; drop one of them")
+			os.Exit(2)
+		case certDir != "":
+			log.Error(nil, "Invalid --cert-rotation with --cert-dir: the certificate comes either from --cert-secret or from files; drop one of them", "certDir", certDir)
+			os.Exit(2)
+		}
+		certOpts = certs.Options{
+			Secret:                         secretRef(certSecret),
+			DNSNames:                       splitList(certDNSNames),
+			MutatingWebhookConfiguration:   mutatingConfig,
+			ValidatingWebhookConfiguration: validatingConfig,
+		}
+		if errs := certOpts.Validate(); len(errs) > 0 {
+			for _, e := range errs {
+				e.Field = certFlags.Replace(e.Field)
+			}
+			log.Error(errs.ToAggregate(), "Invalid certificate rotation flags")
+			os.Exit(2)
+		}
+	}
+	webhookOpts := ctrlwebhook.Options{Host: webhookHost, Port: webhookPort, CertDir: certDir}
+	var rot *certs.Rotator
+	if certRotation {
+		// The server applies TLSOpts when it starts, once rot is set below.
+		// Given GetCertificate, it does not watch certificate files.
+		webhookOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = rot.GetCertificate }}
 	}
 
 	sluiceObjects := labels.NewSelector()
@@ -82,7 +123,7 @@ func main() {
 		LeaderElectionNamespace: leaderNS,
 		// A replica that stops cleanly hands over at once instead of after the lease expires.
 		LeaderElectionReleaseOnCancel: true,
-		WebhookServer:                 ctrlwebhook.NewServer(ctrlwebhook.Options{Host: webhookHost, Port: webhookPort, CertDir: certDir}),
+		WebhookServer:                 ctrlwebhook.NewServer(webhookOpts),
 	})
 	if err != nil {
 		log.Error(err, "Unable to create the manager")
@@ -105,6 +146,22 @@ func main() {
 			log.Error(err, "Unable to add the webhook ready check")
 			os.Exit(1)
 		}
+		if certRotation {
+			// Only Get and Update, by name, without a cache: the RBAC grants
+			// no list or watch on Secrets and webhook configurations.
+			if rot, err = certs.New(mgr.GetAPIReader(), mgr.GetClient(), certOpts); err != nil {
+				log.Error(err, "Unable to set up certificate rotation")
+				os.Exit(1)
+			}
+			if err := mgr.Add(rot); err != nil {
+				log.Error(err, "Unable to add certificate rotation")
+				os.Exit(1)
+			}
+			if err := mgr.AddReadyzCheck("certificate", rot.ReadyCheck); err != nil {
+				log.Error(err, "Unable to add the certificate ready check")
+				os.Exit(1)
+			}
+		}
 	}
 	r := controller.NewRunReconciler(mgr.GetClient(), mgr.GetEventRecorder("sluice-controller"), controller.Options{
 		StorageClass: storageClass, ArtifactSize: size, MaxConcurrentReconciles: concurrency,
@@ -126,6 +183,34 @@ func main() {
 
 // version is stamped at build time with -ldflags "-X main.version=...".
 var version = "dev"
+
+// certFlags renames the fields of certs.Options in validation errors to
+// the flags that set them.
+var certFlags = strings.NewReplacer(
+	"secret", "--cert-secret",
+	"dnsNames", "--cert-dns-names",
+	"mutatingWebhookConfiguration", "--mutating-webhook-configuration",
+	"validatingWebhookConfiguration", "--validating-webhook-configuration",
+)
+
+// secretRef reads --cert-secret: namespace/name, or a name in the pod's namespace.
+func secretRef(value string) types.NamespacedName {
+	if ns, name, ok := strings.Cut(value, "/"); ok {
+		return types.NamespacedName{Namespace: ns, Name: name}
+	}
+	return types.NamespacedName{Namespace: podNamespace(), Name: value}
+}
+
+// splitList reads a comma-separated flag, ignoring blanks around and between items.
+func splitList(value string) []string {
+	var items []string
+	for item := range strings.SplitSeq(value, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
+}
 
 // podNamespace is the namespace the manager runs in, or "default" outside a cluster.
 func podNamespace() string {

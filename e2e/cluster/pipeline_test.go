@@ -37,6 +37,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	// The manager and scheduler ran with only the chart's RBAC: a single
+	// refused request in their logs means the chart grants too little.
+	for _, p := range []*framework.Process{cluster.Manager.Process, cluster.Scheduler} {
+		refused, err := p.Refusals()
+		if err != nil || len(refused) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: %s (as its chart ServiceAccount) was refused requests (%v):\n%s\n", p.Binary, err, strings.Join(refused, "\n"))
+			code = 1
+		}
+	}
 	if err := cluster.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping the e2e cluster:", err)
 	}

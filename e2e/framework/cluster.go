@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -14,32 +15,56 @@ import (
 	"syscall"
 	"time"
 
-	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 )
 
 // Cluster is the full local cluster (hack/dev-up.sh: real control plane,
-// kwok nodes, storage) with sluice's manager run by the test as a process,
-// so that tests can kill and restart it.
+// kwok nodes, storage) with sluice installed from its Helm chart, except
+// that the chart's manager and scheduler run as processes of the test,
+// authenticated as the chart's ServiceAccounts, so that tests can kill and
+// restart them.
 type Cluster struct {
 	Config     *rest.Config
 	Client     client.Client
 	Kubeconfig string
 	Manager    *Manager
-	stateDir   string
+	// ManagerConfig authenticates as the manager does: the chart's ServiceAccount.
+	ManagerConfig *rest.Config
+	// Scheduler is the chart's secondary scheduler (profile sluice-scheduler).
+	Scheduler *Process
+	stateDir  string
+}
+
+// Process is a binary from bin/ run by the tests; it is ready when its
+// readiness URL answers 200.
+type Process struct {
+	Binary   string
+	Log      string
+	args     []string
+	readyURL string
+	client   *http.Client
+	cmd      *exec.Cmd
+	exited   chan struct{}
 }
 
 // Manager is the sluice manager process under test.
 type Manager struct {
-	cmd                     *exec.Cmd
-	args                    []string
-	log                     string
-	webhookAddr, healthAddr string
-	MetricsAddr             string
-	exited                  chan struct{}
+	*Process
+	MetricsAddr string
 }
 
 // StartCluster brings up the e2e cluster (its own kwokctl cluster and state
@@ -55,8 +80,17 @@ func StartCluster() (*Cluster, error) {
 	if err := down.Run(); err != nil {
 		return nil, fmt.Errorf("hack/dev-down.sh failed: %w", err)
 	}
+	// The cluster's own scheduler serves only default-scheduler: the chart's
+	// scheduler, started below, is the one sluice-scheduler.
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		return nil, err
+	}
+	defaultOnly := filepath.Join(state, "e2e-default-scheduler.yaml")
+	if err := os.WriteFile(defaultOnly, []byte(defaultSchedulerConfig), 0o644); err != nil {
+		return nil, err
+	}
 	cmd := exec.Command("bash", filepath.Join(root, "hack", "dev-up.sh"))
-	cmd.Env = append(env, "SKIP_MANAGER=1")
+	cmd.Env = append(env, "SKIP_MANAGER=1", "SLUICE_SCHEDULER_CONFIG="+defaultOnly)
 	cmd.Stderr = os.Stderr
 	if out, err := cmd.Output(); err != nil {
 		return nil, fmt.Errorf("hack/dev-up.sh failed: %w\n%s", err, out)
@@ -71,11 +105,21 @@ func StartCluster() (*Cluster, error) {
 	if c.Client, err = client.New(cfg, client.Options{Scheme: scheme.Scheme}); err != nil {
 		return nil, err
 	}
-	if err := c.startManager(); err != nil {
+	if err := c.installChart(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
+
+// defaultSchedulerConfig is the e2e cluster's own scheduler: kube-scheduler's
+// defaults and nothing of sluice.
+const defaultSchedulerConfig = `apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection:
+  leaderElect: false
+profiles:
+- schedulerName: default-scheduler
+`
 
 func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -86,66 +130,194 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func (c *Cluster) startManager() error {
-	certDir := filepath.Join(c.stateDir, "e2e-certs")
-	if err := os.MkdirAll(certDir, 0o755); err != nil {
-		return err
-	}
-	ca, err := WriteServingCerts(certDir)
-	if err != nil {
-		return err
-	}
-	var addrs [3]string
+// The chart's release in the e2e cluster; the manager runs as its ServiceAccount.
+const (
+	ChartRelease   = "sluice"
+	ChartNamespace = "sluice-system"
+	// ManagerServiceAccount and SchedulerServiceAccount are the chart's
+	// ServiceAccounts; its Deployments and ConfigMap have the same names.
+	ManagerServiceAccount   = ChartRelease + "-webhook"
+	SchedulerServiceAccount = ChartRelease + "-scheduler"
+)
+
+// installChart installs the Helm chart (everything but its Deployments, with
+// the webhook configurations calling this machine) and runs the chart's
+// manager and scheduler as processes with the chart's own arguments and
+// configuration, authenticated as the chart's ServiceAccounts: every e2e
+// test then exercises the chart's RBAC and the manager's built-in
+// certificate rotation, not an admin's rights.
+func (c *Cluster) installChart() error {
+	var addrs [4]string
+	var err error
 	for i := range addrs {
 		if addrs[i], err = freeAddr(); err != nil {
 			return err
 		}
 	}
 	_, port, _ := net.SplitHostPort(addrs[0])
-	m := &Manager{
-		webhookAddr: addrs[0], MetricsAddr: addrs[1], healthAddr: addrs[2],
-		log: filepath.Join(c.stateDir, "e2e-manager.log"),
-		args: []string{
-			"--kubeconfig", c.Kubeconfig, "--cert-dir", certDir,
-			"--webhook-host", "127.0.0.1", "--webhook-port", port,
-			"--metrics-bind-address", addrs[1], "--health-probe-bind-address", addrs[2],
-			"--leader-elect", "--v=2", "--scheduler-name", "sluice-scheduler",
-		},
-	}
-	c.Manager = m
-	if err := m.Start(); err != nil {
-		return err
-	}
-	mutating, validating := WebhookConfigurations("sluice-e2e", func(path string) admissionregv1.WebhookClientConfig {
-		url := "https://" + m.webhookAddr + path
-		return admissionregv1.WebhookClientConfig{URL: &url, CABundle: ca}
-	})
-	ctx := context.Background()
-	for _, obj := range []client.Object{mutating, validating} {
-		_ = c.Client.Delete(ctx, obj)
-		if err := c.Client.Create(ctx, obj); err != nil {
-			return fmt.Errorf("registering webhook %s: %w", obj.GetName(), err)
-		}
-	}
-	return nil
-}
-
-// Start starts the manager and waits until it is ready.
-func (m *Manager) Start() error {
-	logFile, err := os.OpenFile(m.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// The manager's certificate names a host, not an address: the API
+	// server resolves localhost to this loopback listener.
+	objs, err := RenderChart(ChartRelease, ChartNamespace, "webhook.url=https://localhost:"+port)
 	if err != nil {
 		return err
 	}
-	m.cmd = exec.Command(filepath.Join(RepoRoot(), "bin", "sluice-webhook"), m.args...)
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ChartNamespace}}
+	if err := c.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	deployments := map[string]*appsv1.Deployment{}
+	var schedulerConfig string
+	for _, obj := range objs {
+		switch {
+		case obj.GetKind() == "Deployment":
+			d := &appsv1.Deployment{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, d); err != nil {
+				return err
+			}
+			deployments[d.Name] = d
+			continue // kwok would only simulate their pods
+		case obj.GetKind() == "ConfigMap" && obj.GetName() == SchedulerServiceAccount:
+			schedulerConfig, _, _ = unstructured.NestedString(obj.Object, "data", "config.yaml")
+		}
+		if err := c.Client.Create(ctx, obj); err != nil {
+			return fmt.Errorf("installing the chart's %s %s: %w", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	manager, scheduler := deployments[ManagerServiceAccount], deployments[SchedulerServiceAccount]
+	if manager == nil || scheduler == nil || schedulerConfig == "" {
+		return fmt.Errorf("the chart renders no Deployment %s or %s, or no scheduler configuration", ManagerServiceAccount, SchedulerServiceAccount)
+	}
+
+	if c.ManagerConfig, err = ServiceAccountConfig(ctx, c.Config, ChartNamespace, ManagerServiceAccount); err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(c.stateDir, "e2e-manager.kubeconfig")
+	if err := WriteKubeconfig(kubeconfig, c.ManagerConfig); err != nil {
+		return err
+	}
+	// The chart's arguments, but listening on loopback ports of this machine.
+	args := []string{
+		"--kubeconfig", kubeconfig,
+		"--webhook-host", "127.0.0.1", "--webhook-port", port,
+		"--metrics-bind-address", addrs[1], "--health-probe-bind-address", addrs[2],
+		"--cert-dns-names=localhost", "--v=2",
+	}
+	for _, a := range manager.Spec.Template.Spec.Containers[0].Args {
+		name, _, _ := strings.Cut(a, "=")
+		switch name {
+		case "--webhook-port", "--metrics-bind-address", "--health-probe-bind-address", "--cert-dns-names", "--v":
+		default:
+			args = append(args, a)
+		}
+	}
+	c.Manager = &Manager{MetricsAddr: addrs[1], Process: &Process{
+		Binary: "sluice-webhook", Log: filepath.Join(c.stateDir, "e2e-manager.log"),
+		args: args, readyURL: "http://" + addrs[2] + "/readyz", client: http.DefaultClient,
+	}}
+	if err := c.Manager.Start(); err != nil {
+		return err
+	}
+	c.Scheduler, err = c.startScheduler(ctx, scheduler, schedulerConfig, addrs[3])
+	return err
+}
+
+// startScheduler runs bin/sluice-scheduler with the chart's configuration,
+// as the chart's scheduler ServiceAccount, serving on addr.
+func (c *Cluster) startScheduler(ctx context.Context, d *appsv1.Deployment, config, addr string) (*Process, error) {
+	saConfig, err := ServiceAccountConfig(ctx, c.Config, ChartNamespace, SchedulerServiceAccount)
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig := filepath.Join(c.stateDir, "e2e-scheduler.kubeconfig")
+	if err := WriteKubeconfig(kubeconfig, saConfig); err != nil {
+		return nil, err
+	}
+	// In the pod the scheduler uses its in-cluster ServiceAccount; here the
+	// same identity comes from a kubeconfig.
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(config), &cfg); err != nil {
+		return nil, fmt.Errorf("the chart's scheduler configuration: %w", err)
+	}
+	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	configFile := filepath.Join(c.stateDir, "e2e-scheduler.yaml")
+	if err := os.WriteFile(configFile, data, 0o644); err != nil {
+		return nil, err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	args := []string{"--bind-address", host, "--secure-port", port}
+	for _, a := range d.Spec.Template.Spec.Containers[0].Args {
+		name, _, _ := strings.Cut(a, "=")
+		if name != "--config" && name != "--v" {
+			args = append(args, a)
+		}
+	}
+	p := &Process{
+		Binary: "sluice-scheduler", Log: filepath.Join(c.stateDir, "e2e-scheduler.log"),
+		args:     append(args, "--config", configFile, "--v=2"),
+		readyURL: "https://" + addr + "/readyz",
+		// kube-scheduler serves a self-signed certificate it makes at start.
+		client: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}, //nolint:gosec // loopback readiness probe
+	}
+	return p, p.Start()
+}
+
+// ServiceAccountConfig returns a client configuration for the cluster in cfg
+// that authenticates as a ServiceAccount, with a token from the TokenRequest
+// API (as a pod of that ServiceAccount would have).
+func ServiceAccountConfig(ctx context.Context, cfg *rest.Config, namespace, name string) (*rest.Config, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](4 * 3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("requesting a token of ServiceAccount %s/%s: %w", namespace, name, err)
+	}
+	sa := rest.AnonymousClientConfig(cfg)
+	sa.BearerToken = tr.Status.Token
+	return sa, nil
+}
+
+// WriteKubeconfig writes a kubeconfig file for a token-authenticated cfg.
+func WriteKubeconfig(path string, cfg *rest.Config) error {
+	ca := cfg.CAData
+	if len(ca) == 0 && cfg.CAFile != "" {
+		var err error
+		if ca, err = os.ReadFile(cfg.CAFile); err != nil {
+			return err
+		}
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["e2e"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: ca}
+	kc.AuthInfos["e2e"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
+	kc.Contexts["e2e"] = &clientcmdapi.Context{Cluster: "e2e", AuthInfo: "e2e"}
+	kc.CurrentContext = "e2e"
+	return clientcmd.WriteToFile(*kc, path)
+}
+
+// Start starts the process and waits until it is ready.
+func (m *Process) Start() error {
+	logFile, err := os.OpenFile(m.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	m.cmd = exec.Command(filepath.Join(RepoRoot(), "bin", m.Binary), m.args...)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	if err := m.cmd.Start(); err != nil {
-		return fmt.Errorf("starting bin/sluice-webhook (run `make build`): %w", err)
+		return fmt.Errorf("starting bin/%s (run `make build`): %w", m.Binary, err)
 	}
 	m.exited = make(chan struct{})
 	go func() { _ = m.cmd.Wait(); logFile.Close(); close(m.exited) }()
 	deadline := time.Now().Add(Timeout)
 	for {
-		resp, err := http.Get("http://" + m.healthAddr + "/readyz")
+		resp, err := m.client.Get(m.readyURL)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -154,24 +326,24 @@ func (m *Manager) Start() error {
 		}
 		select {
 		case <-m.exited:
-			return fmt.Errorf("manager exited during start-up; see %s", m.log)
+			return fmt.Errorf("%s exited during start-up; see %s", m.Binary, m.Log)
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("manager not ready after %s; see %s", Timeout, m.log)
+			return fmt.Errorf("%s not ready after %s; see %s", m.Binary, Timeout, m.Log)
 		}
 		time.Sleep(Interval)
 	}
 }
 
-// Kill ends the manager abruptly (SIGKILL), as a crash or node loss would.
-func (m *Manager) Kill() {
+// Kill ends the process abruptly (SIGKILL), as a crash or node loss would.
+func (m *Process) Kill() {
 	_ = m.cmd.Process.Signal(syscall.SIGKILL)
 	<-m.exited
 }
 
-// Stop ends the manager gracefully.
-func (m *Manager) Stop() {
+// Stop ends the process gracefully.
+func (m *Process) Stop() {
 	_ = m.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-m.exited:
@@ -200,10 +372,13 @@ func (m *Manager) Metric(name string) (float64, error) {
 	return 0, fmt.Errorf("metric %s not found", name)
 }
 
-// Stop stops the manager and, unless SLUICE_E2E_KEEP is set, removes the
-// cluster.
+// Stop stops the manager and the scheduler and, unless SLUICE_E2E_KEEP is
+// set, removes the cluster.
 func (c *Cluster) Stop() error {
 	c.Manager.Stop()
+	if c.Scheduler != nil {
+		c.Scheduler.Stop()
+	}
 	if os.Getenv("SLUICE_E2E_KEEP") != "" {
 		return nil
 	}
@@ -211,4 +386,20 @@ func (c *Cluster) Stop() error {
 	cmd.Env = append(os.Environ(), "SLUICE_CLUSTER=sluice-e2e", "SLUICE_STATE_DIR="+c.stateDir) // as in StartCluster
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
+}
+
+// Refusals returns the lines of the process's log that report a request the
+// API server refused for lack of permission.
+func (m *Process) Refusals() ([]string, error) {
+	data, err := os.ReadFile(m.Log)
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(strings.ToLower(line), "forbidden") {
+			lines = append(lines, line)
+		}
+	}
+	return lines, nil
 }

@@ -1,0 +1,102 @@
+package framework
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// ChartDir is the Helm chart's directory.
+func ChartDir() string { return filepath.Join(RepoRoot(), "manifests", "charts", "sluice") }
+
+// Helm runs bin/helm and returns its standard output; a failure carries its
+// standard error.
+func Helm(args ...string) (string, error) {
+	bin := filepath.Join(BinDir(), "helm")
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("%s is missing: run `make tools`", bin)
+	}
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out), nil
+}
+
+// RenderChart renders the chart (`helm template`) as release in namespace,
+// with each of set passed as --set, and returns its objects.
+func RenderChart(release, namespace string, set ...string) ([]*unstructured.Unstructured, error) {
+	args := []string{"template", release, ChartDir(), "--namespace", namespace}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	out, err := Helm(args...)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeObjects(strings.NewReader(out))
+}
+
+// DecodeObjects reads a multi-document YAML stream into objects, skipping
+// empty documents.
+func DecodeObjects(r io.Reader) ([]*unstructured.Unstructured, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs, nil
+			}
+			return nil, err
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+}
+
+// ModuleDir downloads a Go module through the module proxy (or finds it in
+// the module cache) and returns its directory. Tests use it for files other
+// projects ship in their modules, such as cert-manager's CRDs.
+func ModuleDir(module, version string) (string, error) {
+	out, err := exec.Command("go", "mod", "download", "-json", module+"@"+version).Output()
+	var info struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &info); jerr != nil || info.Error != "" || err != nil {
+		return "", fmt.Errorf("go mod download %s@%s: %v %s %v", module, version, err, info.Error, jerr)
+	}
+	return info.Dir, nil
+}
+
+// ReadObjects decodes every YAML file matching glob.
+func ReadObjects(glob string) ([]*unstructured.Unstructured, error) {
+	files, err := filepath.Glob(glob)
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("no files match %s (%v)", glob, err)
+	}
+	var objs []*unstructured.Unstructured
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		o, err := DecodeObjects(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		objs = append(objs, o...)
+	}
+	return objs, nil
+}
