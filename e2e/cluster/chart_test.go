@@ -9,6 +9,7 @@ import (
 	"time"
 
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -79,6 +80,18 @@ func TestChartServiceAccount(t *testing.T) {
 	if len(ca) == 0 || len(own.Data["tls.crt"]) == 0 || len(own.Data["tls.key"]) == 0 {
 		t.Fatalf("certificate Secret holds keys %v, want ca.crt, tls.crt, tls.key", slices.Sorted(maps.Keys(own.Data)))
 	}
+	for name, b := range caBundles(t) {
+		if string(b) != string(ca) {
+			t.Errorf("webhook %s: caBundle is not the manager's CA", name)
+		}
+	}
+}
+
+// caBundles returns the caBundle of every webhook of the chart's two
+// webhook configurations.
+func caBundles(t *testing.T) map[string][]byte {
+	t.Helper()
+	ctx := context.Background()
 	var mutating admissionregv1.MutatingWebhookConfiguration
 	var validating admissionregv1.ValidatingWebhookConfiguration
 	if err := cluster.Client.Get(ctx, client.ObjectKey{Name: framework.ChartRelease}, &mutating); err != nil {
@@ -94,11 +107,50 @@ func TestChartServiceAccount(t *testing.T) {
 	for _, w := range validating.Webhooks {
 		bundles["validating "+w.Name] = w.ClientConfig.CABundle
 	}
-	for name, b := range bundles {
-		if string(b) != string(ca) {
-			t.Errorf("webhook %s: caBundle is not the manager's CA", name)
+	return bundles
+}
+
+// TestChartUpgrade: helm upgrade changes what the chart renders and keeps
+// what the manager wrote and the chart does not render (the certificate
+// Secret's data, the caBundles), so admission goes on working through it.
+func TestChartUpgrade(t *testing.T) {
+	ctx := context.Background()
+	secretKey := client.ObjectKey{Namespace: framework.ChartNamespace, Name: framework.ChartRelease + "-webhook-cert"}
+	var before, after corev1.Secret
+	if err := cluster.Client.Get(ctx, secretKey, &before); err != nil {
+		t.Fatal(err)
+	}
+	bundlesBefore := caBundles(t)
+	if _, err := framework.Helm(append([]string{"upgrade", framework.ChartRelease, framework.ChartDir(),
+		"--kubeconfig", cluster.Kubeconfig, "--namespace", framework.ChartNamespace,
+		"--reuse-values", "--set", "controller.concurrentRuns=6"}, framework.ChartE2EValues...)...); err != nil {
+		t.Fatal(err)
+	}
+	// Read at once: the manager would repair a wiped caBundle within 30 s.
+	if err := cluster.Client.Get(ctx, secretKey, &after); err != nil {
+		t.Fatal(err)
+	}
+	bundlesAfter := caBundles(t)
+	for _, k := range []string{"ca.crt", "ca.key", "tls.crt", "tls.key"} {
+		if len(before.Data[k]) == 0 || string(before.Data[k]) != string(after.Data[k]) {
+			t.Errorf("certificate Secret key %s changed or is empty across helm upgrade (%d -> %d bytes)", k, len(before.Data[k]), len(after.Data[k]))
 		}
 	}
+	for name, b := range bundlesBefore {
+		if len(b) == 0 || string(bundlesAfter[name]) != string(b) {
+			t.Errorf("webhook %s: caBundle changed or is empty across helm upgrade (%d -> %d bytes)", name, len(b), len(bundlesAfter[name]))
+		}
+	}
+	var d appsv1.Deployment
+	if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: framework.ChartNamespace, Name: framework.ManagerServiceAccount}, &d); err != nil {
+		t.Fatal(err)
+	}
+	if args := d.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--concurrent-runs=6") {
+		t.Errorf("after helm upgrade the manager's args are %v, want --concurrent-runs=6", args)
+	}
+	ns, _ := setup(t)
+	create(t, job("after-upgrade", ns).Obj())
+	waitPhases(t, ns, map[string]annotations.Phase{"after-upgrade": annotations.PhaseSucceeded})
 }
 
 // TestChartDryRun: every object of every chart variant passes the real API

@@ -18,10 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -140,11 +137,19 @@ const (
 	SchedulerServiceAccount = ChartRelease + "-scheduler"
 )
 
-// installChart installs the Helm chart (everything but its Deployments, with
-// the webhook configurations calling this machine) and runs the chart's
-// manager and scheduler as processes with the chart's own arguments and
-// configuration, authenticated as the chart's ServiceAccounts: every e2e
-// test then exercises the chart's RBAC and the manager's built-in
+// ChartE2EValues are the --set-string arguments the e2e installation adds:
+// kwok would only simulate the chart's own pods, so a node selector that no
+// node matches keeps them Pending; the tests run the binaries themselves.
+var ChartE2EValues = []string{
+	"--set-string", "webhook.nodeSelector.sluice-e2e/no-such-node=true",
+	"--set-string", "scheduler.nodeSelector.sluice-e2e/no-such-node=true",
+}
+
+// installChart installs the Helm chart (with the webhook configurations
+// calling this machine) and runs the chart's manager and scheduler as
+// processes with the arguments and configuration of the installed
+// Deployments and ConfigMap, authenticated as the chart's ServiceAccounts:
+// every e2e test then exercises the chart's RBAC and the manager's built-in
 // certificate rotation, not an admin's rights.
 func (c *Cluster) installChart() error {
 	var addrs [4]string
@@ -155,38 +160,25 @@ func (c *Cluster) installChart() error {
 		}
 	}
 	_, port, _ := net.SplitHostPort(addrs[0])
-	// The manager's certificate names a host, not an address: the API
-	// server resolves localhost to this loopback listener.
-	objs, err := RenderChart(ChartRelease, ChartNamespace, "webhook.url=https://localhost:"+port)
-	if err != nil {
+	// helm install, as a cluster admin would. The manager's certificate
+	// names a host, not an address: the API server resolves localhost to
+	// the loopback listener below. The chart's pods would only be simulated
+	// by kwok: a node selector no node matches keeps them Pending.
+	if _, err := Helm(append([]string{"install", ChartRelease, ChartDir(), "--kubeconfig", c.Kubeconfig,
+		"--namespace", ChartNamespace, "--create-namespace",
+		"--set", "webhook.url=https://localhost:" + port}, ChartE2EValues...)...); err != nil {
 		return err
 	}
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ChartNamespace}}
-	if err := c.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	deployments := map[string]*appsv1.Deployment{}
-	var schedulerConfig string
-	for _, obj := range objs {
-		switch {
-		case obj.GetKind() == "Deployment":
-			d := &appsv1.Deployment{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, d); err != nil {
-				return err
-			}
-			deployments[d.Name] = d
-			continue // kwok would only simulate their pods
-		case obj.GetKind() == "ConfigMap" && obj.GetName() == SchedulerServiceAccount:
-			schedulerConfig, _, _ = unstructured.NestedString(obj.Object, "data", "config.yaml")
-		}
-		if err := c.Client.Create(ctx, obj); err != nil {
-			return fmt.Errorf("installing the chart's %s %s: %w", obj.GetKind(), obj.GetName(), err)
+	manager, scheduler := &appsv1.Deployment{}, &appsv1.Deployment{}
+	schedulerConfig := &corev1.ConfigMap{}
+	for name, obj := range map[string]client.Object{ManagerServiceAccount: manager, SchedulerServiceAccount: scheduler} {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ChartNamespace, Name: name}, obj); err != nil {
+			return fmt.Errorf("the chart's Deployment %s: %w", name, err)
 		}
 	}
-	manager, scheduler := deployments[ManagerServiceAccount], deployments[SchedulerServiceAccount]
-	if manager == nil || scheduler == nil || schedulerConfig == "" {
-		return fmt.Errorf("the chart renders no Deployment %s or %s, or no scheduler configuration", ManagerServiceAccount, SchedulerServiceAccount)
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ChartNamespace, Name: SchedulerServiceAccount}, schedulerConfig); err != nil {
+		return fmt.Errorf("the chart's scheduler configuration: %w", err)
 	}
 
 	if c.ManagerConfig, err = ServiceAccountConfig(ctx, c.Config, ChartNamespace, ManagerServiceAccount); err != nil {
@@ -218,7 +210,7 @@ func (c *Cluster) installChart() error {
 	if err := c.Manager.Start(); err != nil {
 		return err
 	}
-	c.Scheduler, err = c.startScheduler(ctx, scheduler, schedulerConfig, addrs[3])
+	c.Scheduler, err = c.startScheduler(ctx, scheduler, schedulerConfig.Data["config.yaml"], addrs[3])
 	return err
 }
 
