@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,8 +43,9 @@ type Cluster struct {
 	// ManagerConfig authenticates as the manager does: the chart's ServiceAccount.
 	ManagerConfig *rest.Config
 	// Scheduler is the chart's secondary scheduler (profile sluice-scheduler).
-	Scheduler *Process
-	stateDir  string
+	Scheduler   *Process
+	stateDir    string
+	managerArgs []string // the chart's, without addresses
 }
 
 // Process is a binary from bin/ run by the tests; it is ready when its
@@ -61,7 +63,7 @@ type Process struct {
 // Manager is the sluice manager process under test.
 type Manager struct {
 	*Process
-	MetricsAddr string
+	MetricsAddr, WebhookAddr string
 }
 
 // StartCluster brings up the e2e cluster (its own kwokctl cluster and state
@@ -118,6 +120,17 @@ profiles:
 - schedulerName: default-scheduler
 `
 
+func freeAddrs(n int) ([]string, error) {
+	addrs := make([]string, n)
+	for i := range addrs {
+		var err error
+		if addrs[i], err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	return addrs, nil
+}
+
 func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -152,12 +165,9 @@ var ChartE2EValues = []string{
 // every e2e test then exercises the chart's RBAC and the manager's built-in
 // certificate rotation, not an admin's rights.
 func (c *Cluster) installChart() error {
-	var addrs [4]string
-	var err error
-	for i := range addrs {
-		if addrs[i], err = freeAddr(); err != nil {
-			return err
-		}
+	addrs, err := freeAddrs(4)
+	if err != nil {
+		return err
 	}
 	_, port, _ := net.SplitHostPort(addrs[0])
 	// helm install, as a cluster admin would. The manager's certificate
@@ -189,24 +199,16 @@ func (c *Cluster) installChart() error {
 		return err
 	}
 	// The chart's arguments, but listening on loopback ports of this machine.
-	args := []string{
-		"--kubeconfig", kubeconfig,
-		"--webhook-host", "127.0.0.1", "--webhook-port", port,
-		"--metrics-bind-address", addrs[1], "--health-probe-bind-address", addrs[2],
-		"--cert-dns-names=localhost", "--v=2",
-	}
+	c.managerArgs = []string{"--kubeconfig", kubeconfig, "--webhook-host", "127.0.0.1", "--cert-dns-names=localhost", "--v=2"}
 	for _, a := range manager.Spec.Template.Spec.Containers[0].Args {
 		name, _, _ := strings.Cut(a, "=")
 		switch name {
 		case "--webhook-port", "--metrics-bind-address", "--health-probe-bind-address", "--cert-dns-names", "--v":
 		default:
-			args = append(args, a)
+			c.managerArgs = append(c.managerArgs, a)
 		}
 	}
-	c.Manager = &Manager{MetricsAddr: addrs[1], Process: &Process{
-		Binary: "sluice-webhook", Log: filepath.Join(c.stateDir, "e2e-manager.log"),
-		args: args, readyURL: "http://" + addrs[2] + "/readyz", client: http.DefaultClient,
-	}}
+	c.Manager = c.newManager("e2e-manager.log", addrs[0], addrs[1], addrs[2])
 	if err := c.Manager.Start(); err != nil {
 		return err
 	}
@@ -256,6 +258,29 @@ func (c *Cluster) startScheduler(ctx context.Context, d *appsv1.Deployment, conf
 		client: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}, //nolint:gosec // loopback readiness probe
 	}
 	return p, p.Start()
+}
+
+// newManager makes (without starting it) a manager process with the chart's
+// arguments, serving webhooks, metrics and probes on the given addresses.
+func (c *Cluster) newManager(log, webhookAddr, metricsAddr, healthAddr string) *Manager {
+	_, port, _ := net.SplitHostPort(webhookAddr)
+	args := append(slices.Clone(c.managerArgs), "--webhook-port", port,
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", healthAddr)
+	return &Manager{MetricsAddr: metricsAddr, WebhookAddr: webhookAddr, Process: &Process{
+		Binary: "sluice-webhook", Log: filepath.Join(c.stateDir, log),
+		args: args, readyURL: "http://" + healthAddr + "/readyz", client: http.DefaultClient,
+	}}
+}
+
+// NewManagerReplica makes (without starting it) one more replica of the
+// manager, as the chart's second pod, on ports of its own. The webhook
+// configurations keep calling the first.
+func (c *Cluster) NewManagerReplica() (*Manager, error) {
+	addrs, err := freeAddrs(3)
+	if err != nil {
+		return nil, err
+	}
+	return c.newManager("e2e-manager-replica.log", addrs[0], addrs[1], addrs[2]), nil
 }
 
 // ServiceAccountConfig returns a client configuration for the cluster in cfg
@@ -382,14 +407,18 @@ func (c *Cluster) Stop() error {
 
 // Refusals returns the lines of the process's log that report a request the
 // API server refused for lack of permission.
-func (m *Process) Refusals() ([]string, error) {
+func (m *Process) Refusals() ([]string, error) { return m.LogLines("forbidden") }
+
+// LogLines returns the lines of the process's log that contain any of
+// words, ignoring case.
+func (m *Process) LogLines(words ...string) ([]string, error) {
 	data, err := os.ReadFile(m.Log)
 	if err != nil {
 		return nil, err
 	}
 	var lines []string
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.Contains(strings.ToLower(line), "forbidden") {
+		if slices.ContainsFunc(words, func(w string) bool { return strings.Contains(strings.ToLower(line), strings.ToLower(w)) }) {
 			lines = append(lines, line)
 		}
 	}
