@@ -35,10 +35,13 @@
 // re-read the Secret and adopt what the winner wrote, so a CA that was just
 // written is never replaced by another.
 //
-// The caBundle holds only the current CA. When the CA is replaced (90 days
-// before it expires, or when it is unusable), the other replicas keep
-// serving a certificate of the old CA until their next check, for at most
-// about CheckInterval, and calls reaching them fail meanwhile.
+// When the CA is replaced (90 days before it expires, or when it is
+// unusable), the other replicas keep serving a certificate of the old CA
+// until their next check, for at most about CheckInterval. So that calls
+// reaching them do not fail meanwhile, the replaced CA, while still valid,
+// is kept in the Secret (ca-previous.crt) and in the caBundle next to the
+// new one. An unusable CA (deleted, garbage) cannot be kept: then calls to
+// the other replicas fail until their next check.
 //
 // Only the crypto comes from github.com/open-policy-agent/cert-controller:
 // its AddRotator would start a cache of the namespace's Secrets, which needs
@@ -78,6 +81,9 @@ const (
 	CAKeyKey  = "ca.key"
 	CertKey   = corev1.TLSCertKey
 	KeyKey    = corev1.TLSPrivateKeyKey
+	// PreviousCACertKey holds the CA a new one replaced, kept in the
+	// caBundle until it expires.
+	PreviousCACertKey = "ca-previous.crt"
 )
 
 const (
@@ -305,7 +311,7 @@ func (r *Rotator) sync(ctx context.Context) error {
 	if err := r.load(ctx, secret); err != nil {
 		return err
 	}
-	if err := r.injectCABundles(ctx, secret.Data[CACertKey]); err != nil {
+	if err := r.injectCABundles(ctx, caBundle(secret.Data, time.Now())); err != nil {
 		return err
 	}
 	if !r.ready.Swap(true) {

@@ -184,17 +184,32 @@ func verifyServing(t *testing.T, r *Rotator, secret *corev1.Secret, caBundle []b
 	if !bytes.Equal(cert.Certificate[0], want.Certificate[0]) {
 		t.Errorf("GetCertificate returned another certificate than the Secret's")
 	}
+	verifyCert(t, secret.Data[CertKey], caBundle)
+	if got := cert.Leaf.Subject.CommonName; got != testDNSNames[0] {
+		t.Errorf("Common name %q, want the first DNS name %q", got, testDNSNames[0])
+	}
+}
+
+// verifyCert fails the test unless the serving certificate certPEM verifies
+// against caBundle for every DNS name.
+func verifyCert(t *testing.T, certPEM, caBundle []byte) {
+	t.Helper()
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(caBundle) {
 		t.Fatalf("caBundle holds no certificate: %q", caBundle)
 	}
-	for _, name := range testDNSNames {
-		if _, err := cert.Leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, KeyUsages: serverAuth}); err != nil {
-			t.Errorf("Served certificate does not verify for %s against the caBundle: %v", name, err)
-		}
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		t.Fatalf("no PEM certificate in %q", certPEM)
 	}
-	if got := cert.Leaf.Subject.CommonName; got != testDNSNames[0] {
-		t.Errorf("Common name %q, want the first DNS name %q", got, testDNSNames[0])
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range testDNSNames {
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, KeyUsages: serverAuth}); err != nil {
+			t.Errorf("Certificate does not verify for %s against the caBundle: %v", name, err)
+		}
 	}
 }
 

@@ -1,11 +1,13 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
@@ -111,19 +113,51 @@ func (r *Rotator) issue(secret *corev1.Secret, ca *rotator.KeyPairArtifacts, now
 		if ca, err = r.issuer.CreateCACert(begin, now.Add(CAValidity)); err != nil {
 			return fmt.Errorf("creating a CA: %w", err)
 		}
+		// The CA being replaced stays in the caBundle while it is valid:
+		// other replicas serve a certificate it signed until their next
+		// check, and calls to them must not fail meanwhile.
+		if old := secret.Data[CACertKey]; validCAPEM(old, now) {
+			setKey(secret, PreviousCACertKey, old)
+		} else {
+			delete(secret.Data, PreviousCACertKey)
+		}
 	}
 	certPEM, keyPEM, err := r.issuer.CreateCertPEM(ca, begin, now.Add(CertValidity))
 	if err != nil {
 		return fmt.Errorf("creating a serving certificate: %w", err)
 	}
+	setKey(secret, CACertKey, ca.CertPEM)
+	setKey(secret, CAKeyKey, ca.KeyPEM)
+	setKey(secret, CertKey, certPEM)
+	setKey(secret, KeyKey, keyPEM)
+	return nil
+}
+
+func setKey(secret *corev1.Secret, key string, value []byte) {
 	if secret.Data == nil {
 		secret.Data = map[string][]byte{}
 	}
-	secret.Data[CACertKey] = ca.CertPEM
-	secret.Data[CAKeyKey] = ca.KeyPEM
-	secret.Data[CertKey] = certPEM
-	secret.Data[KeyKey] = keyPEM
-	return nil
+	secret.Data[key] = value
+}
+
+// validCAPEM reports whether pemData is a CA certificate still valid at now.
+func validCAPEM(pemData []byte, now time.Time) bool {
+	block, _ := pem.Decode(pemData)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return false
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	return err == nil && cert.IsCA && now.Before(cert.NotAfter)
+}
+
+// caBundle is what the webhook configurations must trust at time now: the
+// Secret's CA and, while it is valid, the CA it replaced.
+func caBundle(data map[string][]byte, now time.Time) []byte {
+	bundle := data[CACertKey]
+	if prev := data[PreviousCACertKey]; validCAPEM(prev, now) && !bytes.Equal(prev, bundle) {
+		bundle = append(append(slices.Clip(bundle), '\n'), prev...)
+	}
+	return bundle
 }
 
 // parseCA reads a CA as CreateCACert writes it: a PEM certificate and a

@@ -78,6 +78,7 @@ func TestCheck(t *testing.T) {
 	}
 	otherCA := makeCA(t, now.Add(CAValidity))
 	expiringCA := makeCA(t, now.Add(RenewBefore-24*time.Hour))
+	expiredCA := makeCA(t, now.Add(-time.Minute))
 	_, otherKey := makeCert(t, ca, testDNSNames, now.Add(CertValidity))
 
 	cases := map[string]struct {
@@ -85,7 +86,9 @@ func TestCheck(t *testing.T) {
 		caBundle    []byte // of every webhook before the check
 		wantNewCA   bool
 		wantNewCert bool
-		wantWrites  map[string]int
+		// wantPrevious is the replaced CA the caBundle must still trust.
+		wantPrevious []byte
+		wantWrites   map[string]int
 	}{
 		"empty secret: new CA and certificate": {
 			wantNewCA:   true,
@@ -132,19 +135,32 @@ func TestCheck(t *testing.T) {
 			wantNewCert: true,
 			wantWrites:  map[string]int{"Secret": 1, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1},
 		},
-		"CA key missing: new CA and certificate": {
-			data:        with(valid, CAKeyKey, ""),
-			caBundle:    ca.CertPEM,
-			wantNewCA:   true,
-			wantNewCert: true,
-			wantWrites:  map[string]int{"Secret": 1, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1},
+		"CA key missing: new CA and certificate, the old CA certificate still trusted": {
+			data:         with(valid, CAKeyKey, ""),
+			caBundle:     ca.CertPEM,
+			wantNewCA:    true,
+			wantNewCert:  true,
+			wantPrevious: ca.CertPEM,
+			wantWrites:   map[string]int{"Secret": 1, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1},
 		},
-		"CA expires within the renewal window: new CA and certificate": {
-			data:        secretData(t, expiringCA, testDNSNames, expiringCA.Cert.NotAfter),
-			caBundle:    expiringCA.CertPEM,
-			wantNewCA:   true,
-			wantNewCert: true,
-			wantWrites:  map[string]int{"Secret": 1, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1},
+		"CA expires within the renewal window: new CA and certificate, the old CA still trusted": {
+			data:         secretData(t, expiringCA, testDNSNames, expiringCA.Cert.NotAfter),
+			caBundle:     expiringCA.CertPEM,
+			wantNewCA:    true,
+			wantNewCert:  true,
+			wantPrevious: expiringCA.CertPEM,
+			wantWrites:   map[string]int{"Secret": 1, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1},
+		},
+		"replaced CA still valid: kept in the caBundles": {
+			data:         with(valid, PreviousCACertKey, string(otherCA.CertPEM)),
+			caBundle:     ca.CertPEM,
+			wantPrevious: otherCA.CertPEM,
+			wantWrites:   map[string]int{"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1},
+		},
+		"replaced CA expired: left out of the caBundles": {
+			data:       with(valid, PreviousCACertKey, string(expiredCA.CertPEM)),
+			caBundle:   ca.CertPEM,
+			wantWrites: map[string]int{},
 		},
 		"ca.crt is not a CA certificate: new CA and certificate": {
 			data:        with(valid, CACertKey, string(valid[CertKey]), CAKeyKey, string(valid[KeyKey])),
@@ -181,8 +197,16 @@ func TestCheck(t *testing.T) {
 			if newCert := !bytes.Equal(secret.Data[CertKey], tc.data[CertKey]); newCert != tc.wantNewCert {
 				t.Errorf("New serving certificate: %t, want %t", newCert, tc.wantNewCert)
 			}
-			verifyServing(t, r, secret, secret.Data[CACertKey])
-			verifyInjected(t, c, secret.Data[CACertKey])
+			bundle := secret.Data[CACertKey]
+			if tc.wantPrevious != nil {
+				bundle = append(append(bytes.Clone(bundle), '\n'), tc.wantPrevious...)
+			}
+			verifyServing(t, r, secret, bundle)
+			verifyInjected(t, c, bundle)
+			if tc.wantPrevious != nil && tc.wantNewCA {
+				// Another replica still serving the old certificate is trusted.
+				verifyCert(t, tc.data[CertKey], bundle)
+			}
 			if err := r.ReadyCheck(nil); err != nil {
 				t.Errorf("ReadyCheck: %v", err)
 			}
