@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	// The manager and scheduler ran with only the chart's RBAC: a single
 	// refused request in their logs means the chart grants too little.
 	for _, p := range []*framework.Process{cluster.Manager.Process, cluster.Scheduler} {
+		if rss, err := p.PeakRSS(); err == nil {
+			fmt.Fprintf(os.Stderr, "%s peak RSS during the e2e run: %s\n", p.Binary, rss)
+		}
 		refused, err := p.Refusals()
 		if err != nil || len(refused) > 0 {
 			fmt.Fprintf(os.Stderr, "FAIL: %s (as its chart ServiceAccount) was refused requests (%v):\n%s\n", p.Binary, err, strings.Join(refused, "\n"))

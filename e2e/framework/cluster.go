@@ -320,21 +320,21 @@ func WriteKubeconfig(path string, cfg *rest.Config) error {
 }
 
 // Start starts the process and waits until it is ready.
-func (m *Process) Start() error {
-	logFile, err := os.OpenFile(m.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+func (p *Process) Start() error {
+	logFile, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	m.cmd = exec.Command(filepath.Join(RepoRoot(), "bin", m.Binary), m.args...)
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	if err := m.cmd.Start(); err != nil {
-		return fmt.Errorf("starting bin/%s (run `make build`): %w", m.Binary, err)
+	p.cmd = exec.Command(filepath.Join(RepoRoot(), "bin", p.Binary), p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	if err := p.cmd.Start(); err != nil {
+		return fmt.Errorf("starting bin/%s (run `make build`): %w", p.Binary, err)
 	}
-	m.exited = make(chan struct{})
-	go func() { _ = m.cmd.Wait(); logFile.Close(); close(m.exited) }()
+	p.exited = make(chan struct{})
+	go func() { _ = p.cmd.Wait(); logFile.Close(); close(p.exited) }()
 	deadline := time.Now().Add(Timeout)
 	for {
-		resp, err := m.client.Get(m.readyURL)
+		resp, err := p.client.Get(p.readyURL)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -342,30 +342,30 @@ func (m *Process) Start() error {
 			}
 		}
 		select {
-		case <-m.exited:
-			return fmt.Errorf("%s exited during start-up; see %s", m.Binary, m.Log)
+		case <-p.exited:
+			return fmt.Errorf("%s exited during start-up; see %s", p.Binary, p.Log)
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %s; see %s", m.Binary, Timeout, m.Log)
+			return fmt.Errorf("%s not ready after %s; see %s", p.Binary, Timeout, p.Log)
 		}
 		time.Sleep(Interval)
 	}
 }
 
 // Kill ends the process abruptly (SIGKILL), as a crash or node loss would.
-func (m *Process) Kill() {
-	_ = m.cmd.Process.Signal(syscall.SIGKILL)
-	<-m.exited
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
 }
 
 // Stop ends the process gracefully.
-func (m *Process) Stop() {
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+func (p *Process) Stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-m.exited:
+	case <-p.exited:
 	case <-time.After(10 * time.Second):
-		m.Kill()
+		p.Kill()
 	}
 }
 
@@ -407,12 +407,12 @@ func (c *Cluster) Stop() error {
 
 // Refusals returns the lines of the process's log that report a request the
 // API server refused for lack of permission.
-func (m *Process) Refusals() ([]string, error) { return m.LogLines("forbidden") }
+func (p *Process) Refusals() ([]string, error) { return p.LogLines("forbidden") }
 
 // LogLines returns the lines of the process's log that contain any of
 // words, ignoring case.
-func (m *Process) LogLines(words ...string) ([]string, error) {
-	data, err := os.ReadFile(m.Log)
+func (p *Process) LogLines(words ...string) ([]string, error) {
+	data, err := os.ReadFile(p.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -423,4 +423,19 @@ func (m *Process) LogLines(words ...string) ([]string, error) {
 		}
 	}
 	return lines, nil
+}
+
+// PeakRSS returns the process's peak resident memory so far (VmHWM), for
+// reports such as the e2e run's; it is not asserted anywhere.
+func (p *Process) PeakRSS() (string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
 }
