@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -230,7 +231,8 @@ func TestReplicasShareOneCertificate(t *testing.T) {
 // TestChartDryRun: every object of every chart variant passes the real API
 // server's validation (server-side dry run), with cert-manager's and
 // prometheus-operator's own CRDs installed so that the Certificate, Issuer
-// and ServiceMonitor are checked against their real schemas.
+// and ServiceMonitor are checked against their real schemas; and the pods of
+// its Deployments are admitted under the restricted Pod Security Standard.
 func TestChartDryRun(t *testing.T) {
 	ctx := context.Background()
 	cmDir, err := framework.ModuleDir(certManagerModule, certManagerVersion)
@@ -259,9 +261,17 @@ func TestChartDryRun(t *testing.T) {
 		waitEstablished(t, crd.GetName())
 	}
 
-	const ns = "sluice-dryrun"
-	if err := cluster.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
+	// The chart's pods are tried in a namespace that enforces the restricted
+	// Pod Security Standard, so that the API server's PodSecurity admission
+	// checks them.
+	const ns, restricted = "sluice-dryrun", "sluice-restricted"
+	for _, n := range []*corev1.Namespace{
+		{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		{ObjectMeta: metav1.ObjectMeta{Name: restricted, Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}},
+	} {
+		if err := cluster.Client.Create(ctx, n); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
 	}
 	for _, v := range []struct {
 		name string
@@ -283,6 +293,24 @@ func TestChartDryRun(t *testing.T) {
 				kinds[obj.GetKind()] = true
 				if err := cluster.Client.Create(ctx, obj, client.DryRunAll); err != nil {
 					t.Errorf("%s %s/%s: %v", obj.GetKind(), obj.GetNamespace(), obj.GetName(), err)
+				}
+				if obj.GetKind() == "Deployment" {
+					// Pod Security admission only warns about a Deployment;
+					// it refuses a pod that breaks the standard.
+					var d appsv1.Deployment
+					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &d); err != nil {
+						t.Fatal(err)
+					}
+					// The ServiceAccount admission plugin wants the pod's
+					// ServiceAccount to exist, not just to be dry-run.
+					sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: d.Spec.Template.Spec.ServiceAccountName, Namespace: restricted}}
+					if err := cluster.Client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+						t.Fatal(err)
+					}
+					pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: restricted, Labels: d.Spec.Template.Labels}, Spec: d.Spec.Template.Spec}
+					if err := cluster.Client.Create(ctx, pod, client.DryRunAll); err != nil {
+						t.Errorf("a pod of Deployment %s in a namespace enforcing the restricted Pod Security Standard: %v", d.Name, err)
+					}
 				}
 			}
 			t.Logf("%d objects validated (kinds %s)", len(objs), strings.Join(slices.Sorted(maps.Keys(kinds)), ","))
