@@ -19,22 +19,28 @@ func (r *Rotator) injectCABundles(ctx context.Context, caPEM []byte) error {
 	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{}
 	mutatingErr := r.inject(ctx, "MutatingWebhookConfiguration", r.opts.MutatingWebhookConfiguration, mutating, caPEM,
 		func() []*admissionregistrationv1.WebhookClientConfig {
-			configs := make([]*admissionregistrationv1.WebhookClientConfig, 0, len(mutating.Webhooks))
-			for i := range mutating.Webhooks {
-				configs = append(configs, &mutating.Webhooks[i].ClientConfig)
-			}
-			return configs
+			return clientConfigs(mutating.Webhooks, func(w *admissionregistrationv1.MutatingWebhook) *admissionregistrationv1.WebhookClientConfig {
+				return &w.ClientConfig
+			})
 		})
 	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	validatingErr := r.inject(ctx, "ValidatingWebhookConfiguration", r.opts.ValidatingWebhookConfiguration, validating, caPEM,
 		func() []*admissionregistrationv1.WebhookClientConfig {
-			configs := make([]*admissionregistrationv1.WebhookClientConfig, 0, len(validating.Webhooks))
-			for i := range validating.Webhooks {
-				configs = append(configs, &validating.Webhooks[i].ClientConfig)
-			}
-			return configs
+			return clientConfigs(validating.Webhooks, func(w *admissionregistrationv1.ValidatingWebhook) *admissionregistrationv1.WebhookClientConfig {
+				return &w.ClientConfig
+			})
 		})
 	return errors.Join(mutatingErr, validatingErr)
+}
+
+// clientConfigs returns the clientConfig of every webhook, to be changed in
+// place; mutating and validating webhooks are different types.
+func clientConfigs[W any](webhooks []W, clientConfig func(*W) *admissionregistrationv1.WebhookClientConfig) []*admissionregistrationv1.WebhookClientConfig {
+	configs := make([]*admissionregistrationv1.WebhookClientConfig, 0, len(webhooks))
+	for i := range webhooks {
+		configs = append(configs, clientConfig(&webhooks[i]))
+	}
+	return configs
 }
 
 // inject gets the configuration kind/name into obj and sets caPEM in the
