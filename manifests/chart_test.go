@@ -30,7 +30,6 @@ import (
 )
 
 const (
-	chartDir  = "charts/sluice"
 	release   = "rel"
 	namespace = "sluice-system"
 	// fullname is the chart's object name prefix for release "rel".
@@ -53,11 +52,6 @@ var matrix = []variant{
 	{name: "cert-manager and service monitor", set: []string{"certManager.enabled=true", "metrics.serviceMonitor.enabled=true"}, certManager: true, serviceMonitor: true, scheduler: true},
 	{name: "no scheduler", set: []string{"scheduler.enabled=false"}},
 	{name: "development url", set: []string{"webhook.url=https://localhost:19443", "webhook.excludedNamespaces={ci,sandbox}"}, scheduler: true},
-}
-
-func helm(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	return framework.Helm(args...)
 }
 
 // render returns the chart's objects for release "rel" in sluice-system.
@@ -114,7 +108,7 @@ func (o objects) names(kind string) []string {
 func TestLint(t *testing.T) {
 	for _, v := range matrix {
 		t.Run(v.name, func(t *testing.T) {
-			if out, err := helm(t, append([]string{"lint", chartDir, "--strict", "--namespace", namespace}, setArgs(v.set)...)...); err != nil {
+			if out, err := framework.Helm(append([]string{"lint", framework.ChartDir(), "--strict", "--namespace", namespace}, setArgs(v.set)...)...); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
 		})
@@ -143,7 +137,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"webhook.minAvailable=2", "webhook.minAvailable (2) must be less than webhook.replicas (2)"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
-			out, err := helm(t, "template", release, chartDir, "--namespace", namespace, "--set", tc.set)
+			out, err := framework.Helm("template", release, framework.ChartDir(), "--namespace", namespace, "--set", tc.set)
 			if err == nil {
 				t.Fatalf("%s was accepted; rendered %d bytes", tc.set, len(out))
 			}
