@@ -64,14 +64,6 @@ func render(t *testing.T, set ...string) []*unstructured.Unstructured {
 	return objs
 }
 
-func setArgs(set []string) []string {
-	var args []string
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	return args
-}
-
 // objects is a render indexed by kind.
 type objects map[string][]*unstructured.Unstructured
 
@@ -108,7 +100,7 @@ func (o objects) names(kind string) []string {
 func TestLint(t *testing.T) {
 	for _, v := range matrix {
 		t.Run(v.name, func(t *testing.T) {
-			if out, err := framework.Helm(append([]string{"lint", framework.ChartDir(), "--strict", "--namespace", namespace}, setArgs(v.set)...)...); err != nil {
+			if out, err := framework.Helm(append([]string{"lint", framework.ChartDir(), "--strict", "--namespace", namespace}, framework.SetArgs(v.set)...)...); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
 		})
@@ -335,10 +327,11 @@ var builtinRoles = map[string]string{
 }
 
 func checkRBAC(t *testing.T, o objects, v variant) {
-	var rules []struct {
+	type grant struct {
 		where string
 		rule  rbacv1.PolicyRule
 	}
+	var rules []grant
 	roles := map[string]bool{}
 	for _, r := range typed[rbacv1.ClusterRole](t, o, "ClusterRole") {
 		roles["ClusterRole/"+r.Name] = true
@@ -346,19 +339,13 @@ func checkRBAC(t *testing.T, o objects, v variant) {
 			t.Errorf("ClusterRole %s aggregates other roles", r.Name)
 		}
 		for _, rule := range r.Rules {
-			rules = append(rules, struct {
-				where string
-				rule  rbacv1.PolicyRule
-			}{"ClusterRole " + r.Name, rule})
+			rules = append(rules, grant{"ClusterRole " + r.Name, rule})
 		}
 	}
 	for _, r := range typed[rbacv1.Role](t, o, "Role") {
 		roles["Role/"+r.Name] = true
 		for _, rule := range r.Rules {
-			rules = append(rules, struct {
-				where string
-				rule  rbacv1.PolicyRule
-			}{"Role " + r.Name, rule})
+			rules = append(rules, grant{"Role " + r.Name, rule})
 		}
 	}
 	secretRules := 0

@@ -38,15 +38,20 @@ func Helm(args ...string) (string, error) {
 // RenderChart renders the chart (`helm template`) as release in namespace,
 // with each of set passed as --set, and returns its objects.
 func RenderChart(release, namespace string, set ...string) ([]*unstructured.Unstructured, error) {
-	args := []string{"template", release, ChartDir(), "--namespace", namespace}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	out, err := Helm(args...)
+	out, err := Helm(append([]string{"template", release, ChartDir(), "--namespace", namespace}, SetArgs(set)...)...)
 	if err != nil {
 		return nil, err
 	}
 	return DecodeObjects(strings.NewReader(out))
+}
+
+// SetArgs turns key=value pairs into helm's --set arguments.
+func SetArgs(set []string) []string {
+	var args []string
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	return args
 }
 
 // DecodeObjects reads a multi-document YAML stream into objects, skipping
