@@ -13,10 +13,21 @@ export KUBEBUILDER_ASSETS := $(BIN)
 .PHONY: all
 all: build
 
-## tools: build the pinned control plane, kwok, kubectl and helm into bin/ (first run ~15 min, then cached)
+## tools: build the pinned control plane, kubelet, containerd, CNI plugins, kwok, kubectl and helm into bin/
+## (first run ~20 min, then cached), after the host packages they need
 .PHONY: tools
-tools:
+tools: host-packages
 	@bash hack/tools.sh
+
+## host-packages: Debian's runc (the real node's runtime), mmdebstrap and busybox-static (its images), when missing
+HOST_PACKAGES := runc mmdebstrap busybox-static
+.PHONY: host-packages
+host-packages:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f '$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "host-packages: installing" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 ## build: build sluice's binaries into bin/
 .PHONY: build
@@ -25,6 +36,8 @@ build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/kubectl-sluice ./cmd/kubectl-sluice
 	$(GO) build -o $(BIN)/sluice-provisioner ./hack/provisioner
 	$(GO) build -o $(BIN)/sluice-certgen ./hack/certgen
+	$(GO) build -o $(BIN)/sluice-gpu-plugin ./hack/gpu-plugin
+	$(GO) build -o $(BIN)/mkimage ./hack/mkimage
 	@bash hack/build-scheduler.sh
 
 ## scheduler: build bin/sluice-scheduler, version-stamped like the control plane (FORCE=1 rebuilds)
@@ -32,14 +45,20 @@ build:
 scheduler:
 	@bash hack/build-scheduler.sh
 
-## images: build the webhook and scheduler images with hack/Dockerfile (needs docker or podman;
+## images: build the local node's images into bin/images/ without a container engine
+## (localhost/sluice/pause:3.10, busybox:dev, python:dev); dev-up imports them
+.PHONY: images
+images: tools
+	@bash hack/images.sh
+
+## docker-images: build the webhook and scheduler images with hack/Dockerfile (needs docker or podman;
 ## BASE_IMAGE: a distroless static nonroot image from your registry)
 IMAGE_REPO     ?= sluice
 IMAGE_TAG      ?= $(VERSION)
 CONTAINER_TOOL ?= docker
-.PHONY: images
-images:
-	@test -n "$(BASE_IMAGE)" || { echo "images: set BASE_IMAGE to a distroless static nonroot image your clusters can pull"; exit 2; }
+.PHONY: docker-images
+docker-images:
+	@test -n "$(BASE_IMAGE)" || { echo "docker-images: set BASE_IMAGE to a distroless static nonroot image your clusters can pull"; exit 2; }
 	for t in webhook scheduler; do \
 		$(CONTAINER_TOOL) build -f hack/Dockerfile --target $$t --build-arg BASE_IMAGE=$(BASE_IMAGE) \
 			--build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/$$t:$(IMAGE_TAG) . || exit 1; \
@@ -47,7 +66,7 @@ images:
 
 ## dev-up: start (or repair) the local cluster with kwok nodes, storage and sluice
 .PHONY: dev-up
-dev-up: tools build
+dev-up: tools build images
 	@bash hack/dev-up.sh
 
 ## dev-down: remove the local cluster and everything dev-up started
@@ -84,7 +103,7 @@ test-integration: tools
 
 ## test-e2e: full local cluster (kwok nodes, kube-controller-manager, our manager)
 .PHONY: test-e2e
-test-e2e: tools build
+test-e2e: tools build images
 	$(GOTEST) -count=1 -timeout 30m ./e2e/cluster/...
 
 ## verify: formatting, vet, and a tidy go.mod

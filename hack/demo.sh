@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the example ML pipeline on the local cluster (started by dev-up) and
-# shows it until the run ends. The cluster is left up.
+# Runs the example ML pipeline (examples/ml-pipeline.yaml) on the local
+# cluster started by dev-up: its steps run in real containers on the real
+# node (train on a simulated GPU). Shows the run until it ends, then what
+# each step produced. The cluster is left up.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export KUBECONFIG=${KUBECONFIG_OVERRIDE:-$ROOT/.kwok/kubeconfig}
@@ -12,19 +14,39 @@ RUN=churn-demo
 "$KUBECTL" delete -f "$EXAMPLE" --ignore-not-found --wait=true >/dev/null
 "$KUBECTL" delete pvc "sluice-$RUN" --ignore-not-found --wait=true >/dev/null
 
-echo "Applying $EXAMPLE (preprocess -> train -> evaluate):"
+echo "Applying $EXAMPLE (ingest -> preprocess -> train -> evaluate -> deploy):"
 "$KUBECTL" apply -f "$EXAMPLE"
 start=$(date +%s%N)
 "$ROOT/bin/kubectl-sluice" status "$RUN" --wait --timeout 5m
 end=$(date +%s%N)
 ms=$(((end - start) / 1000000))
 printf '\nThe run took %d.%03ds from apply to its last task.\n' $((ms / 1000)) $((ms % 1000))
+
+echo
+echo "What each step printed (kubectl logs job/<step>):"
+for step in ingest preprocess train evaluate deploy; do
+	phase=$("$KUBECTL" get job "$step" -o jsonpath='{.metadata.labels.sluice\.dev/phase}')
+	if [[ $phase == Succeeded || $phase == Failed ]]; then
+		printf '  %-10s %s\n' "$step" "$("$KUBECTL" logs "job/$step" --tail=1 2>&1)"
+	else
+		printf '  %-10s (%s: %s)\n' "$step" "$phase" "$("$KUBECTL" get job "$step" -o jsonpath='{.metadata.annotations.sluice\.dev/reason}')"
+	fi
+done
+
+pv=$("$KUBECTL" get pvc "sluice-$RUN" -o jsonpath='{.spec.volumeName}')
+dir=$("$KUBECTL" get pv "$pv" -o jsonpath='{.spec.hostPath.path}' 2>/dev/null || true)
+if [[ -n $dir && -d $dir ]]; then
+	echo
+	echo "The run's volume (PersistentVolumeClaim sluice-$RUN, on this machine at ${dir#"$ROOT"/}):"
+	(cd "$dir" && find . -type f -printf '  %-40P %8s bytes\n' | sort)
+fi
 cat <<MSG
 
 Look around:
   export KUBECONFIG=$KUBECONFIG
-  $KUBECTL get jobs,pods,pvc -l sluice.dev/run=$RUN -L sluice.dev/phase
+  $KUBECTL get jobs,pods,pvc -l sluice.dev/run=$RUN -L sluice.dev/phase -o wide
   $KUBECTL get events --field-selector reason=Released
+  $KUBECTL logs job/train
   bin/kubectl-sluice status $RUN
   curl -s http://127.0.0.1:18080/metrics | grep ^sluice_
 Tear down:

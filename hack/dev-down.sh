@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tears down what hack/dev-up.sh brought up: stops the manager and the
-# provisioner (by their pidfiles), deletes the kwokctl cluster "sluice"
+# provisioner (by their pidfiles), stops the real node and puts the host
+# back as it found it (hack/realnode.sh), deletes the kwokctl cluster "sluice"
 # (stopping its etcd, apiserver, controller-manager, scheduler and kwok
 # processes) and removes the state directory .kwok/ with the volumes in it.
 # Harmless when nothing is up.
@@ -11,8 +12,14 @@ BIN=$ROOT/bin
 export KWOK_WORKDIR=${SLUICE_STATE_DIR:-$ROOT/.kwok}
 export KWOK_KUBECTL_BINARY=$BIN/kubectl
 CLUSTER=${SLUICE_CLUSTER:-sluice}
+KUBECONFIG_FILE=$KWOK_WORKDIR/kubeconfig
 
 log() { printf 'dev-down: %s\n' "$*" >&2; }
+die() {
+	printf 'dev-down: error: %s\n' "$*" >&2
+	exit 1
+}
+k() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
 if [[ ! -d $KWOK_WORKDIR ]]; then
 	log "nothing to do ($KWOK_WORKDIR does not exist)"
@@ -25,11 +32,14 @@ flock -w 180 9 || log "lock still held after 180s; going on"
 
 # shellcheck source=hack/pidfile.sh
 source "$(dirname "$0")/pidfile.sh"
+# shellcheck source=hack/realnode.sh
+source "$(dirname "$0")/realnode.sh"
 
 # The manager's binary may have been overridden (SLUICE_WEBHOOK_BIN): know it
 # by the --cert-dir dev-up gave it.
 stop_pidfile "$KWOK_WORKDIR/sluice-webhook.pid" "--cert-dir $KWOK_WORKDIR/certs"
 stop_pidfile "$KWOK_WORKDIR/sluice-provisioner.pid" sluice-provisioner
+realnode_down
 
 if [[ -x $BIN/kwokctl ]] && "$BIN/kwokctl" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
 	log "deleting cluster $CLUSTER"

@@ -8,8 +8,14 @@
 #     manifests/scheduler-config.yaml: profiles default-scheduler and
 #     sluice-scheduler (the SluiceGPU plugin); kwok simulates nodes and pods
 #     (hack/kwok/stages.yaml);
+#   - one real node, sluice-real-1 (hack/realnode.sh): containerd, runc and
+#     a kubelet on this machine running steps in real containers, from the
+#     images hack/images.sh built, with 2 simulated GPUs (hack/gpu-plugin);
 #   - five simulated nodes (hack/kwok/nodes.yaml): two CPU nodes, two nodes
-#     with 4 Tesla T4 each, one with 8 A100;
+#     with 4 Tesla T4 each, one with 8 A100. They carry the taint
+#     sim.sluice.dev/node: only pods annotated sim.sluice.dev/* run there
+#     (hack/kwok/simulated-steps.yaml, a MutatingAdmissionPolicy, gives them
+#     the toleration and node selector); every other pod runs for real;
 #   - the default StorageClass sluice-local and its provisioner
 #     (bin/sluice-provisioner, built from hack/provisioner) as a process;
 #   - the sluice manager (bin/sluice-webhook: admission webhooks and the
@@ -30,7 +36,9 @@
 # so `eval "$(hack/dev-up.sh)"` points the shell at the cluster.
 #
 # Needs the pinned tools in bin/ (bash hack/tools.sh): etcd kube-apiserver
-# kube-controller-manager kwok kwokctl kubectl. The scheduler is only read
+# kube-controller-manager kwok kwokctl kubectl, and for the real node kubelet
+# containerd ctr containerd-shim-runc-v2 cni/ sluice-gpu-plugin and
+# bin/images/ (hack/images.sh); runc from Debian. Run as root. The scheduler is only read
 # when the cluster is created: after changing it, run dev-down and dev-up.
 #
 # Environment:
@@ -105,6 +113,8 @@ wait_for() {
 
 # shellcheck source=hack/pidfile.sh
 source "$(dirname "$0")/pidfile.sh"
+# shellcheck source=hack/realnode.sh
+source "$(dirname "$0")/realnode.sh"
 
 # rebuilt PIDFILE: true when the running process's executable was replaced
 # on disk since it started (go build writes a new file).
@@ -182,6 +192,9 @@ flock -w 180 9 || die "another dev-up is running (lock $KWOK_WORKDIR/.dev-up.loc
 
 build_go sluice-provisioner hack/provisioner
 build_go sluice-certgen hack/certgen
+build_go sluice-gpu-plugin hack/gpu-plugin
+bash "$HACK/images.sh" 9>&-
+realnode_check
 # Version-stamped like the control plane; skipped when up to date.
 bash "$HACK/build-scheduler.sh" 9>&-
 if [[ $SKIP_MANAGER != 1 ]]; then
@@ -224,6 +237,7 @@ else
 	# its config; kwokctl adds the kubeconfig to a copy of that file.
 	log "creating cluster $CLUSTER (state in $KWOK_WORKDIR)"
 	fresh_cluster=1
+	realnode_kwokctl_config "$KWOK_WORKDIR/kwokctl.yaml"
 	"$BIN/kwokctl" --name "$CLUSTER" create cluster \
 		--runtime binary \
 		--etcd-binary "$BIN/etcd" \
@@ -232,7 +246,7 @@ else
 		--kube-scheduler-binary "$BIN/sluice-scheduler" \
 		--kube-scheduler-config "$SCHEDULER_CONFIG" \
 		--kwok-controller-binary "$BIN/kwok" \
-		--config "$HACK/kwok/kwokctl.yaml" \
+		--config "$KWOK_WORKDIR/kwokctl.yaml" \
 		--config "$HACK/kwok/stages.yaml" \
 		--kubeconfig "$KUBECONFIG_FILE" \
 		--heartbeat-factor 1 \
@@ -245,8 +259,8 @@ components_up || die "not every component of $CLUSTER runs; see $KWOK_WORKDIR/cl
 # kwokctl only logs a --wait timeout; check for ourselves.
 wait_for 120 "the apiserver to be ready" apiserver_ready
 
-log "applying nodes and the storage class"
-k apply -f "$HACK/kwok/nodes.yaml" -f "$HACK/kwok/storageclass.yaml" >&2
+log "applying nodes, the storage class and the simulated-steps policy"
+k apply -f "$HACK/kwok/nodes.yaml" -f "$HACK/kwok/storageclass.yaml" -f "$HACK/kwok/simulated-steps.yaml" >&2
 # A restarted kwok-controller has a new identity and leaves alone every node
 # whose Lease its previous run still holds, until that Lease expires: no pod
 # would start meanwhile. Hand the Leases over now and wait for the takeover.
@@ -260,6 +274,11 @@ fi
 # Pods cannot be created before the controller-manager made the namespace's
 # default ServiceAccount.
 wait_for 60 "the default ServiceAccount" k -n default get serviceaccount default
+
+# ------------------------------------------------------------- real node
+# A new cluster has a new CA: a kubelet of the old one must start again.
+((fresh_cluster)) && stop_pidfile "$KUBELET_PID" "$NODE_MATCH"
+realnode_up
 
 # ----------------------------------------------------------- provisioner
 if ((fresh_cluster)) || ! running "$PROVISIONER_PID" sluice-provisioner || rebuilt "$PROVISIONER_PID"; then

@@ -78,6 +78,14 @@ func (w *JobWrapper) Sim(key, v string) *JobWrapper {
 // PodWrapper builds a sluice Pod.
 type PodWrapper struct{ corev1.Pod }
 
+// Command sets the main container's image and command (run by sh -c on
+// the real node's images).
+func (w *JobWrapper) Command(image, script string) *JobWrapper {
+	c := &w.Spec.Template.Spec.Containers[0]
+	c.Image, c.Command = image, []string{"sh", "-c", script}
+	return w
+}
+
 // MakePod returns a one-container bare Pod of pipeline "p".
 func MakePod(name, ns string) *PodWrapper {
 	return &PodWrapper{corev1.Pod{
@@ -92,6 +100,13 @@ func MakePod(name, ns string) *PodWrapper {
 
 // Obj returns the built Pod.
 func (w *PodWrapper) Obj() *corev1.Pod { return &w.Pod }
+
+// Command sets the main container's image and command (run by sh -c).
+func (w *PodWrapper) Command(image, script string) *PodWrapper {
+	c := &w.Spec.Containers[0]
+	c.Image, c.Command = image, []string{"sh", "-c", script}
+	return w
+}
 
 // Label sets a label on the Pod.
 func (w *PodWrapper) Label(k, v string) *PodWrapper { setMap(&w.Labels, k, v); return w }

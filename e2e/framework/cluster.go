@@ -140,6 +140,10 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// RealNode is the local cluster's real node (hack/realnode.sh): pods
+// without sim.sluice.dev/* annotations run there, in real containers.
+const RealNode = "sluice-real-1"
+
 // The chart's release in the e2e cluster; the manager runs as its ServiceAccount.
 const (
 	ChartRelease   = "sluice"

@@ -1,0 +1,275 @@
+package cluster
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sluice-dev/sluice/annotations"
+	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
+	"github.com/sluice-dev/sluice/e2e/framework"
+)
+
+// The tests in this file run steps in real containers on the real node
+// (hack/realnode.sh): no sim.sluice.dev/* annotation, so the local
+// cluster's rule sends them there.
+
+const busybox = "localhost/sluice/busybox:dev"
+
+// realJob is a step of run r that runs script in busybox on the real node.
+func realJob(name, ns, script string) *utiltesting.JobWrapper {
+	return utiltesting.MakeJob(name, ns).Run("r").Command(busybox, script)
+}
+
+// podsOf returns the pods of the task in ns.
+func podsOf(t *testing.T, ns, task string) []corev1.Pod {
+	t.Helper()
+	var pods corev1.PodList
+	if err := cluster.Client.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{annotations.TaskLabel: task}); err != nil {
+		t.Fatal(err)
+	}
+	return pods.Items
+}
+
+// mainState returns the state of the main container of the task's only pod.
+func mainState(t *testing.T, ns, task string) (*corev1.Pod, corev1.ContainerState) {
+	t.Helper()
+	pods := podsOf(t, ns, task)
+	if len(pods) != 1 {
+		t.Fatalf("task %s has %d pods, want 1", task, len(pods))
+	}
+	p := &pods[0]
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == "main" {
+			return p, cs.State
+		}
+	}
+	t.Fatalf("pod %s has no status for container main", p.Name)
+	return nil, corev1.ContainerState{}
+}
+
+// assertRealRun checks that the task's pod ran on the real node in a
+// container of containerd.
+func assertRealRun(t *testing.T, ns, task string) {
+	t.Helper()
+	p, _ := mainState(t, ns, task)
+	if p.Spec.NodeName != framework.RealNode {
+		t.Errorf("task %s ran on node %q, want the real node %s", task, p.Spec.NodeName, framework.RealNode)
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if !strings.HasPrefix(cs.ContainerID, "containerd://") {
+			t.Errorf("task %s: container %s has ID %q, want a containerd container", task, cs.Name, cs.ContainerID)
+		}
+	}
+}
+
+func results(t *testing.T, ns, task string) map[string]any {
+	t.Helper()
+	var j batchv1.Job
+	if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: task}, &j); err != nil {
+		t.Fatal(err)
+	}
+	got, err := annotations.ParseResults(j.Annotations[annotations.ResultsAnnotation])
+	if err != nil {
+		t.Fatalf("results of %s: %v", task, err)
+	}
+	return got
+}
+
+// TestRealArtifacts: an artifact written by one container is read by the
+// next through the run's volume, the input is mounted read-only, results
+// come from a real termination message, and the downstream container
+// started only after the upstream one exited.
+func TestRealArtifacts(t *testing.T) {
+	ns, _ := setup(t)
+	create(t,
+		realJob("write", ns, `echo "made by $HOSTNAME" >"$SLUICE_OUTPUT_DATA/hello.txt"; echo "writer=$HOSTNAME" >/dev/termination-log`).
+			Outputs("data:Dataset").Obj(),
+		realJob("read", ns, `set -e
+			content=$(cat "$SLUICE_INPUT_DATA/hello.txt")
+			if touch "$SLUICE_INPUT_DATA/x" 2>/tmp/err; then ro=false; else ro=$(grep -c "Read-only file system" /tmp/err || true); fi
+			printf 'content=%s\nreadonly=%s\n' "$content" "$ro" >/dev/termination-log`).
+			Inputs("data=write.data").Obj(),
+	)
+	waitPhases(t, ns, map[string]annotations.Phase{"write": annotations.PhaseSucceeded, "read": annotations.PhaseSucceeded})
+	assertRealRun(t, ns, "write")
+	assertRealRun(t, ns, "read")
+
+	writer := results(t, ns, "write")["writer"]
+	got := results(t, ns, "read")
+	if want := "made by " + writer.(string); got["content"] != want {
+		t.Errorf("read found %q in the artifact, want %q (written by the upstream pod)", got["content"], want)
+	}
+	// readonly=1: touch failed with "Read-only file system".
+	if got["readonly"] != float64(1) {
+		t.Errorf("writing to the input gave readonly=%v, want 1 (EROFS)", got["readonly"])
+	}
+	_, w := mainState(t, ns, "write")
+	_, r := mainState(t, ns, "read")
+	if w.Terminated == nil || r.Terminated == nil {
+		t.Fatalf("containers not terminated: write %+v, read %+v", w, r)
+	}
+	if r.Terminated.StartedAt.Before(&w.Terminated.FinishedAt) {
+		t.Errorf("read's container started at %s, before write's exited at %s", r.Terminated.StartedAt, w.Terminated.FinishedAt)
+	}
+}
+
+// TestRealFailure: a container that exits non-zero fails its task, and its
+// downstream is never released.
+func TestRealFailure(t *testing.T) {
+	ns, _ := setup(t)
+	create(t,
+		realJob("prep", ns, `echo "error=no input" >/dev/termination-log; exit 3`).Obj(),
+		realJob("train", ns, `true`).After("prep").Obj(),
+	)
+	waitPhases(t, ns, map[string]annotations.Phase{"prep": annotations.PhaseFailed, "train": annotations.PhaseUpstreamFailed})
+	assertRealRun(t, ns, "prep")
+	_, st := mainState(t, ns, "prep")
+	if st.Terminated == nil || st.Terminated.ExitCode != 3 {
+		t.Errorf("prep's container state = %+v, want terminated with exit code 3", st)
+	}
+	if got := results(t, ns, "prep")["error"]; got != "no input" {
+		t.Errorf("failed task's results error=%v, want %q from its termination message", got, "no input")
+	}
+	if pods := podsOf(t, ns, "train"); len(pods) != 0 {
+		t.Errorf("downstream of a failed task has %d pods, want none", len(pods))
+	}
+}
+
+// TestRealGatedPod: a bare Pod held by sluice's scheduling gate starts no
+// container until its upstream's container exited.
+func TestRealGatedPod(t *testing.T) {
+	ns, _ := setup(t)
+	ctx := context.Background()
+	create(t,
+		realJob("slow", ns, `sleep 4`).Obj(),
+		utiltesting.MakePod("after-slow", ns).Label(annotations.RunLabel, "r").After("slow").
+			Command(busybox, `date +started=%s >/dev/termination-log`).Obj(),
+	)
+	// While slow runs, the pod stays gated, unscheduled, with no container.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		var p corev1.Pod
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "after-slow"}, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Spec.NodeName != "" || len(p.Status.ContainerStatuses) > 0 || len(p.Spec.SchedulingGates) == 0 {
+			t.Fatalf("the gated pod moved while its upstream runs: node %q, gates %v, containers %v",
+				p.Spec.NodeName, p.Spec.SchedulingGates, p.Status.ContainerStatuses)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	waitPhases(t, ns, map[string]annotations.Phase{"slow": annotations.PhaseSucceeded, "after-slow": annotations.PhaseSucceeded})
+	assertRealRun(t, ns, "after-slow")
+	_, up := mainState(t, ns, "slow")
+	_, down := mainState(t, ns, "after-slow")
+	if down.Terminated.StartedAt.Before(&up.Terminated.FinishedAt) {
+		t.Errorf("the gated pod's container started at %s, before its upstream's exited at %s", down.Terminated.StartedAt, up.Terminated.FinishedAt)
+	}
+}
+
+// TestRealImageMissing: a step whose image is not on the node is never
+// pulled from anywhere; the pod reports why it waits.
+func TestRealImageMissing(t *testing.T) {
+	ns, _ := setup(t)
+	lost := realJob("lost", ns, `true`).Obj()
+	lost.Spec.Template.Spec.Containers[0].Image = "localhost/sluice/not-there:dev"
+	create(t, lost)
+	deadline := time.Now().Add(runTimeout)
+	for time.Now().Before(deadline) {
+		for _, p := range podsOf(t, ns, "lost") {
+			for _, cs := range p.Status.ContainerStatuses {
+				if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
+					if p.Spec.NodeName != framework.RealNode {
+						t.Errorf("pod ran on %s, want %s", p.Spec.NodeName, framework.RealNode)
+					}
+					t.Logf("waiting: %s: %s", w.Reason, w.Message)
+					return
+				}
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatal("the pod of a step with a missing image never reported ErrImagePull or ImagePullBackOff")
+}
+
+// examplePipeline reads examples/ml-pipeline.yaml as Jobs in namespace ns.
+func examplePipeline(t *testing.T, ns string) []*batchv1.Job {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "examples", "ml-pipeline.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []*batchv1.Job
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		j := &batchv1.Job{}
+		if err := yaml.UnmarshalStrict([]byte(doc), j); err != nil {
+			t.Fatalf("examples/ml-pipeline.yaml: %v", err)
+		}
+		j.Namespace = ns
+		jobs = append(jobs, j)
+	}
+	return jobs
+}
+
+// TestSeedPipeline runs the seed ML pipeline for real, once with clean data
+// (accuracy above 0.9: deploy runs) and once with noisy labels (deploy is
+// Skipped, the run still succeeds).
+func TestSeedPipeline(t *testing.T) {
+	for name, tc := range map[string]struct {
+		noise  string
+		deploy annotations.Phase
+	}{
+		"good model is deployed": {noise: "0.05", deploy: annotations.PhaseSucceeded},
+		"poor model is skipped":  {noise: "0.45", deploy: annotations.PhaseSkipped},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ns, _ := setup(t)
+			jobs := examplePipeline(t, ns)
+			for _, j := range jobs {
+				if j.Name == "ingest" {
+					for i, e := range j.Spec.Template.Spec.Containers[0].Env {
+						if e.Name == "NOISE" {
+							j.Spec.Template.Spec.Containers[0].Env[i].Value = tc.noise
+						}
+					}
+				}
+				create(t, j)
+			}
+			waitPhases(t, ns, map[string]annotations.Phase{
+				"ingest": annotations.PhaseSucceeded, "preprocess": annotations.PhaseSucceeded,
+				"train": annotations.PhaseSucceeded, "evaluate": annotations.PhaseSucceeded,
+				"deploy": tc.deploy,
+			})
+			for _, task := range []string{"ingest", "preprocess", "train", "evaluate"} {
+				assertRealRun(t, ns, task)
+			}
+			pre := results(t, ns, "preprocess")
+			if kept, in := pre["rows_kept"].(float64), pre["rows_in"].(float64); kept <= 0 || kept >= in {
+				t.Errorf("preprocess kept %v of %v rows, want some dropped and some kept", kept, in)
+			}
+			if gpu, _ := results(t, ns, "train")["gpu"].(string); !strings.HasPrefix(gpu, "sim-gpu-") {
+				t.Errorf("train saw GPU %q, want one of the real node's simulated GPUs", gpu)
+			}
+			accuracy := results(t, ns, "evaluate")["accuracy"].(float64)
+			t.Logf("noise %s: accuracy %.4f, deploy %s", tc.noise, accuracy, tc.deploy)
+			if deployed := accuracy >= 0.9; deployed != (tc.deploy == annotations.PhaseSucceeded) {
+				t.Errorf("accuracy %.4f with deploy %s: the condition was not applied", accuracy, tc.deploy)
+			}
+			if tc.deploy == annotations.PhaseSucceeded {
+				assertRealRun(t, ns, "deploy")
+				if uri, _ := results(t, ns, "deploy")["model_uri"].(string); !strings.HasSuffix(uri, "/deploy/serving/model.json") {
+					t.Errorf("deploy published %q, want the serving model's path", uri)
+				}
+			}
+		})
+	}
+}
