@@ -261,6 +261,14 @@ wait_for 120 "the apiserver to be ready" apiserver_ready
 
 log "applying nodes, the storage class and the simulated-steps policy"
 k apply -f "$HACK/kwok/nodes.yaml" -f "$HACK/kwok/storageclass.yaml" -f "$HACK/kwok/simulated-steps.yaml" >&2
+# The API server loads admission policies asynchronously: until it has this
+# one, a simulated pod would be sent to the real node.
+policy_active() {
+	k -n default create --dry-run=server -o jsonpath='{.spec.nodeSelector}' -f - <<'JSON' | grep -q sim.sluice.dev/node
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"policy-probe","annotations":{"sim.sluice.dev/duration":"0s"}},
+ "spec":{"containers":[{"name":"main","image":"localhost/sluice/busybox:dev"}]}}
+JSON
+}
 # A restarted kwok-controller has a new identity and leaves alone every node
 # whose Lease its previous run still holds, until that Lease expires: no pod
 # would start meanwhile. Hand the Leases over now and wait for the takeover.
@@ -274,6 +282,7 @@ fi
 # Pods cannot be created before the controller-manager made the namespace's
 # default ServiceAccount.
 wait_for 60 "the default ServiceAccount" k -n default get serviceaccount default
+wait_for 30 "the simulated-steps admission policy to take effect" policy_active
 
 # ------------------------------------------------------------- real node
 # A new cluster has a new CA: a kubelet of the old one must start again.

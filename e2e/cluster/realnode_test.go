@@ -273,3 +273,50 @@ func TestSeedPipeline(t *testing.T) {
 		})
 	}
 }
+
+// TestSimulationRule: the local cluster's rule holds whatever the pod
+// already asks for: annotated pods go to kwok nodes (their node selector and
+// tolerations kept and extended), all others to the real node.
+func TestSimulationRule(t *testing.T) {
+	ns, _ := setup(t)
+	ctx := context.Background()
+	mk := func(name string, sim bool) *corev1.Pod {
+		p := utiltesting.MakePod(name, ns).Command(busybox, "true").Obj()
+		p.Labels = nil // not a sluice step: the rule is the cluster's, not sluice's
+		p.Spec.NodeSelector = map[string]string{"kubernetes.io/os": "linux"}
+		p.Spec.Tolerations = []corev1.Toleration{{Key: "example.com/any", Operator: corev1.TolerationOpExists}}
+		if sim {
+			p.Annotations = map[string]string{"sim.sluice.dev/duration": "0s"}
+		}
+		return p
+	}
+	create(t, mk("simulated", true), mk("real", false))
+	deadline := time.Now().Add(runTimeout)
+	for {
+		var sim, real corev1.Pod
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "simulated"}, &sim); err != nil {
+			t.Fatal(err)
+		}
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "real"}, &real); err != nil {
+			t.Fatal(err)
+		}
+		if sim.Status.Phase == corev1.PodSucceeded && real.Status.Phase == corev1.PodSucceeded {
+			if !strings.HasPrefix(sim.Spec.NodeName, "sluice-") || sim.Spec.NodeName == framework.RealNode {
+				t.Errorf("the simulated pod ran on %q, want a kwok node", sim.Spec.NodeName)
+			}
+			if sim.Spec.NodeSelector["kubernetes.io/os"] != "linux" || len(sim.Spec.Tolerations) < 2 {
+				t.Errorf("the simulated pod lost its own node selector or tolerations: %v, %v", sim.Spec.NodeSelector, sim.Spec.Tolerations)
+			}
+			if real.Spec.NodeName != framework.RealNode || !strings.HasPrefix(real.Status.ContainerStatuses[0].ContainerID, "containerd://") {
+				t.Errorf("the plain pod ran on %q (container %q), want a containerd container on %s",
+					real.Spec.NodeName, real.Status.ContainerStatuses[0].ContainerID, framework.RealNode)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: simulated pod %s on %q, plain pod %s on %q; want both Succeeded",
+				runTimeout, sim.Status.Phase, sim.Spec.NodeName, real.Status.Phase, real.Spec.NodeName)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
