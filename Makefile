@@ -7,6 +7,11 @@ BIN     := $(ROOT)/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 GOTEST  ?= $(GO) test
+# Binaries and the non-race tests share one build configuration with the kube
+# tools (hack/kube-version.sh): static, trimmed paths.
+STATIC  := CGO_ENABLED=0
+GOBUILD := $(STATIC) $(GO) build -trimpath
+GOTEST_STATIC := $(STATIC) $(GOTEST) -trimpath
 # Integration and e2e tests start control-plane binaries from bin/.
 export KUBEBUILDER_ASSETS := $(BIN)
 
@@ -32,12 +37,12 @@ host-packages:
 ## build: build sluice's binaries into bin/
 .PHONY: build
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/sluice-webhook ./cmd/webhook
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/kubectl-sluice ./cmd/kubectl-sluice
-	$(GO) build -o $(BIN)/sluice-provisioner ./hack/provisioner
-	$(GO) build -o $(BIN)/sluice-certgen ./hack/certgen
-	$(GO) build -o $(BIN)/sluice-gpu-plugin ./hack/gpu-plugin
-	$(GO) build -o $(BIN)/mkimage ./hack/mkimage
+	$(GOBUILD) -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/sluice-webhook ./cmd/webhook
+	$(GOBUILD) -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/kubectl-sluice ./cmd/kubectl-sluice
+	$(GOBUILD) -o $(BIN)/sluice-provisioner ./hack/provisioner
+	$(GOBUILD) -o $(BIN)/sluice-certgen ./hack/certgen
+	$(GOBUILD) -o $(BIN)/sluice-gpu-plugin ./hack/gpu-plugin
+	$(GOBUILD) -o $(BIN)/mkimage ./hack/mkimage
 	@bash hack/build-scheduler.sh
 
 ## scheduler: build bin/sluice-scheduler, version-stamped like the control plane (FORCE=1 rebuilds)
@@ -45,11 +50,11 @@ build:
 scheduler:
 	@bash hack/build-scheduler.sh
 
-## images: build the local node's images into bin/images/ without a container engine
-## (localhost/sluice/pause:3.10, busybox:dev, python:dev); dev-up imports them
+## images: build the local node's images (localhost/sluice/pause:3.10, busybox:dev, python:dev)
+## and sluice's own (webhook:dev, scheduler:dev) into bin/images/, without a container engine
 .PHONY: images
-images: tools
-	@bash hack/images.sh
+images: tools build
+	@bash hack/images.sh pause busybox python webhook scheduler
 
 ## docker-images: build the webhook and scheduler images with hack/Dockerfile (needs docker or podman;
 ## BASE_IMAGE: a distroless static nonroot image from your registry)
@@ -66,7 +71,7 @@ docker-images:
 
 ## dev-up: start (or repair) the local cluster with kwok nodes, storage and sluice
 .PHONY: dev-up
-dev-up: tools build images
+dev-up: tools build
 	@bash hack/dev-up.sh
 
 ## dev-down: remove the local cluster and everything dev-up started
@@ -89,22 +94,22 @@ SCHED_PKGS := ./scheduler-plugin/... ./cmd/scheduler/...
 .PHONY: test-unit
 test-unit:
 	$(GOTEST) -race $$($(GO) list ./... | grep -v -e /e2e/ -e /manifests -e /scheduler-plugin -e /cmd/scheduler)
-	$(GOTEST) $(SCHED_PKGS)
+	$(GOTEST_STATIC) $(SCHED_PKGS)
 
 ## test-chart: helm lint, the values schema and a matrix of rendered charts, checked in Go (needs bin/helm)
 .PHONY: test-chart
 test-chart: tools
-	$(GOTEST) -count=1 ./manifests/...
+	$(GOTEST_STATIC) -count=1 ./manifests/...
 
 ## test-integration: webhook and controller against a real kube-apiserver (envtest)
 .PHONY: test-integration
 test-integration: tools
-	$(GOTEST) -count=1 -timeout 10m ./e2e/integration/...
+	$(GOTEST_STATIC) -count=1 -timeout 10m ./e2e/integration/...
 
 ## test-e2e: full local cluster (kwok nodes, kube-controller-manager, our manager)
 .PHONY: test-e2e
 test-e2e: tools build images
-	$(GOTEST) -count=1 -timeout 30m ./e2e/cluster/...
+	$(GOTEST_STATIC) -count=1 -timeout 30m ./e2e/cluster/...
 
 ## verify: formatting, vet, and a tidy go.mod
 .PHONY: verify
@@ -112,6 +117,7 @@ verify:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+	@cd hack/nodetools && $(GO) mod tidy -diff >/dev/null || { echo "hack/nodetools/go.mod is not tidy: run go mod tidy there"; exit 1; }
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s

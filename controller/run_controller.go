@@ -31,6 +31,9 @@ import (
 type Options struct {
 	// StorageClass of the run artifact volumes; empty means the cluster default.
 	StorageClass string
+	// AccessMode of run artifact volumes: AccessModeAuto (or empty) chooses
+	// by the StorageClass, AccessModeRWO or AccessModeRWX force one.
+	AccessMode string
 	// ArtifactSize is the requested size of a run's artifact volume.
 	ArtifactSize resource.Quantity
 	// MaxConcurrentReconciles bounds how many runs are reconciled at once.

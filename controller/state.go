@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -75,6 +77,11 @@ func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *t
 		}
 	}
 	s.phase, s.reason = unfinishedPhase(job, ptrTrue(job.Spec.Suspend) && task.Held(), "Job running")
+	if s.phase == annotations.PhaseRunning {
+		if blocked := blockedReason(pods); blocked != "" {
+			s.reason = blocked
+		}
+	}
 	return s
 }
 
@@ -97,7 +104,7 @@ func unfinishedPhase(obj client.Object, held bool, runningDefault string) (annot
 // succeeded (...)") while the task runs; a task that was never held gets def.
 func runningReason(obj client.Object, recorded annotations.Phase, def string) string {
 	if recorded == annotations.PhaseRunning {
-		if r := obj.GetAnnotations()[annotations.ReasonAnnotation]; r != "" {
+		if r := obj.GetAnnotations()[annotations.ReasonAnnotation]; r != "" && !isBlockedReason(r) {
 			return r
 		}
 	}
@@ -135,8 +142,65 @@ func observePod(task *annotations.Task, pod *corev1.Pod) *taskState {
 		s.phase, s.reason, s.finishedAt = annotations.PhaseFailed, "pod failed: "+podFailure(pod), podFinishedAt(pod)
 	default:
 		s.phase, s.reason = unfinishedPhase(pod, webhook.HasGate(&pod.Spec), "pod started")
+		if s.phase == annotations.PhaseRunning {
+			if blocked := blockedReason(s.pods); blocked != "" {
+				s.reason = blocked
+			}
+		}
 	}
 	return s
+}
+
+// stuckWaiting are the reasons a container waits for something that will
+// not come by itself: its image, or a configuration it needs.
+var stuckWaiting = []string{
+	"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+	"CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+}
+
+// pendingPrefix starts the reason of a task whose pod no node can take (an
+// unschedulable request, or a volume that cannot be bound).
+const pendingPrefix = "Pending: "
+
+// blockedReason says why a released task's newest unfinished pod does not
+// run: no node can take it (a claim that cannot be served shows here too),
+// or a container cannot start. It is "" while nothing blocks the pod.
+func blockedReason(pods []*corev1.Pod) string {
+	var newest *corev1.Pod
+	for _, p := range pods {
+		if p.Status.Phase != corev1.PodPending || p.DeletionTimestamp != nil {
+			continue
+		}
+		if newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp) {
+			newest = p
+		}
+	}
+	if newest == nil {
+		return ""
+	}
+	for _, c := range newest.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return oneLine(pendingPrefix + c.Message)
+		}
+	}
+	for _, statuses := range [][]corev1.ContainerStatus{newest.Status.InitContainerStatuses, newest.Status.ContainerStatuses} {
+		for _, cs := range statuses {
+			if w := cs.State.Waiting; w != nil && slices.Contains(stuckWaiting, w.Reason) {
+				return oneLine(w.Reason + ": container " + cs.Name + ": " + w.Message)
+			}
+		}
+	}
+	return ""
+}
+
+// isBlockedReason reports whether reason was made by blockedReason: it
+// describes a moment of the pod, not the task's release.
+func isBlockedReason(reason string) bool {
+	if strings.HasPrefix(reason, pendingPrefix) {
+		return true
+	}
+	r, _, _ := strings.Cut(reason, ":")
+	return slices.Contains(stuckWaiting, r)
 }
 
 // podFinishedAt is when the pod's last container terminated, or its

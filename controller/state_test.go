@@ -148,3 +148,71 @@ func TestObservePod(t *testing.T) {
 		})
 	}
 }
+
+func TestBlockedReason(t *testing.T) {
+	now := metav1.Now()
+	pending := func(mod func(*corev1.Pod)) *corev1.Pod {
+		p := utiltesting.MakePod("train-x", "ml").OwnedByJob("train", "u1").Phase(corev1.PodPending).Obj()
+		p.CreationTimestamp = now
+		mod(p)
+		return p
+	}
+	unschedulable := pending(func(p *corev1.Pod) {
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+			Reason: corev1.PodReasonUnschedulable, Message: "0/6 nodes are available: pod has unbound immediate PersistentVolumeClaims."}}
+	})
+	pullFailing := pending(func(p *corev1.Pod) {
+		p.Spec.NodeName = "sluice-real-1"
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "main", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+			Reason: "ImagePullBackOff", Message: `Back-off pulling image "localhost/x:1"`}}}}
+	})
+	creating := pending(func(p *corev1.Pod) {
+		p.Spec.NodeName = "sluice-real-1"
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "main", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}
+	})
+	older := unschedulable.DeepCopy()
+	older.CreationTimestamp = metav1.NewTime(now.Add(-time.Minute))
+	cases := map[string]struct {
+		pods []*corev1.Pod
+		want string
+	}{
+		"no pod yet":             {},
+		"unschedulable":          {pods: []*corev1.Pod{unschedulable}, want: "Pending: 0/6 nodes are available: pod has unbound immediate PersistentVolumeClaims."},
+		"image cannot be pulled": {pods: []*corev1.Pod{pullFailing}, want: `ImagePullBackOff: container main: Back-off pulling image "localhost/x:1"`},
+		"container being made":   {pods: []*corev1.Pod{creating}},
+		"the newest pod counts":  {pods: []*corev1.Pod{older, creating}},
+		"finished pods do not count": {pods: []*corev1.Pod{
+			utiltesting.MakePod("train-y", "ml").OwnedByJob("train", "u1").Phase(corev1.PodFailed).Obj()}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := blockedReason(tc.pods)
+			if got != tc.want {
+				t.Errorf("blockedReason = %q, want %q", got, tc.want)
+			}
+			if got != "" && !isBlockedReason(got) {
+				t.Errorf("isBlockedReason(%q) = false", got)
+			}
+		})
+	}
+}
+
+func TestBlockedReasonShowsAndClears(t *testing.T) {
+	task := &annotations.Task{Name: "train", After: []string{"prep"}}
+	job := utiltesting.MakeJob("train", "ml").Label(annotations.PhaseLabel, "Running").
+		Annotation(annotations.ReasonAnnotation, "released: upstreams succeeded (prep)").Obj()
+	stuck := utiltesting.MakePod("train-x", "ml").OwnedByJob("train", "u1").Phase(corev1.PodPending).Obj()
+	stuck.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "main", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+		Reason: "ErrImagePull", Message: "not found"}}}}
+	s := observeJob(task, job, []*corev1.Pod{stuck})
+	if s.phase != annotations.PhaseRunning || s.reason != "ErrImagePull: container main: not found" {
+		t.Fatalf("stuck pod: phase %s, reason %q", s.phase, s.reason)
+	}
+	// Recorded, then the image arrives: the reason no longer claims it is stuck.
+	job.Annotations[annotations.ReasonAnnotation] = s.reason
+	stuck.Status.Phase = corev1.PodRunning
+	stuck.Status.ContainerStatuses[0].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+	if s := observeJob(task, job, []*corev1.Pod{stuck}); s.reason != "Job running" {
+		t.Errorf("after the pod started the reason is %q, want %q", s.reason, "Job running")
+	}
+}

@@ -13,12 +13,12 @@ BIN=${BIN:-$ROOT/bin}
 source "$ROOT/hack/kube-version.sh"
 OUT=$BIN/sluice-scheduler
 
-if [[ ${FORCE:-0} != 1 && -x $OUT && "$(cat "$BIN/.sluice-scheduler.version" 2>/dev/null)" == "$KUBE_VERSION" ]] &&
+if [[ ${FORCE:-0} != 1 && -x $OUT && "$(cat "$BIN/.sluice-scheduler.version" 2>/dev/null)" == "$KUBE_BUILD" ]] &&
 	[[ -z $(find "$ROOT/cmd/scheduler" "$ROOT/scheduler-plugin" "$ROOT/annotations" "$ROOT/go.mod" "$ROOT/go.sum" \
 		-name '*.go' -newer "$OUT" -o -name 'go.*' -newer "$OUT" 2>/dev/null | head -n1) ]]; then
 	exit 0
 fi
 mkdir -p "$BIN"
 echo "build-scheduler: building bin/sluice-scheduler ($KUBE_VERSION)" >&2
-(cd "$ROOT" && go build -trimpath -ldflags "$KUBE_LDFLAGS" -o "$OUT" ./cmd/scheduler)
-echo "$KUBE_VERSION" >"$BIN/.sluice-scheduler.version"
+(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "$KUBE_LDFLAGS" -o "$OUT" ./cmd/scheduler)
+echo "$KUBE_BUILD" >"$BIN/.sluice-scheduler.version"

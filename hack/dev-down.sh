@@ -39,6 +39,7 @@ source "$(dirname "$0")/realnode.sh"
 # by the --cert-dir dev-up gave it.
 stop_pidfile "$KWOK_WORKDIR/sluice-webhook.pid" "--cert-dir $KWOK_WORKDIR/certs"
 stop_pidfile "$KWOK_WORKDIR/sluice-provisioner.pid" sluice-provisioner
+stop_pidfile "$KWOK_WORKDIR/local-path-provisioner.pid" "--kubeconfig $KUBECONFIG_FILE"
 realnode_down
 
 if [[ -x $BIN/kwokctl ]] && "$BIN/kwokctl" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then

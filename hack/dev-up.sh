@@ -16,8 +16,12 @@
 #     sim.sluice.dev/node: only pods annotated sim.sluice.dev/* run there
 #     (hack/kwok/simulated-steps.yaml, a MutatingAdmissionPolicy, gives them
 #     the toleration and node selector); every other pod runs for real;
-#   - the default StorageClass sluice-local and its provisioner
-#     (bin/sluice-provisioner, built from hack/provisioner) as a process;
+#   - the default StorageClass local-path (ReadWriteOnce, as in kind) and
+#     kind's provisioner (bin/local-path-provisioner) as a process
+#     (hack/kwok/local-path.yaml);
+#   - the StorageClass sluice-local and its provisioner (bin/sluice-provisioner,
+#     built from hack/provisioner) as a process: directories of this machine,
+#     shared by every node (ReadWriteMany, like a shared file system);
 #   - the sluice manager (bin/sluice-webhook: admission webhooks and the
 #     dependency controller, run with --scheduler-name sluice-scheduler so
 #     sluice steps use the GPU-aware profile) as a process, and its webhook registration
@@ -83,6 +87,8 @@ WEBHOOK_PORT=${SLUICE_WEBHOOK_PORT:-19443}
 METRICS_ADDR=${SLUICE_METRICS_ADDR:-127.0.0.1:18080}
 HEALTH_ADDR=${SLUICE_HEALTH_ADDR:-127.0.0.1:18081}
 
+LOCAL_PATH_PID=$KWOK_WORKDIR/local-path-provisioner.pid
+LOCAL_PATH_LOG=$KWOK_WORKDIR/local-path-provisioner.log
 PROVISIONER_PID=$KWOK_WORKDIR/sluice-provisioner.pid
 PROVISIONER_LOG=$KWOK_WORKDIR/sluice-provisioner.log
 MANAGER_PID=$KWOK_WORKDIR/sluice-webhook.pid
@@ -143,7 +149,7 @@ build_go() {
 		return
 	fi
 	log "building bin/$name from ./$pkg"
-	(cd "$ROOT" && go build -o "$BIN/$name" "./$pkg")
+	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o "$BIN/$name" "./$pkg")
 }
 
 # The simulated nodes of hack/kwok/nodes.yaml.
@@ -179,7 +185,7 @@ components_up() {
 
 # ---------------------------------------------------------------- checks
 missing=()
-for tool in etcd kube-apiserver kube-controller-manager kwok kwokctl kubectl; do
+for tool in etcd kube-apiserver kube-controller-manager kwok kwokctl kubectl local-path-provisioner; do
 	[[ -x $BIN/$tool ]] || missing+=("$tool")
 done
 ((${#missing[@]} == 0)) || die "missing in bin/: ${missing[*]}; build them with: bash hack/tools.sh"
@@ -288,6 +294,27 @@ wait_for 30 "the simulated-steps admission policy to take effect" policy_active
 # A new cluster has a new CA: a kubelet of the old one must start again.
 ((fresh_cluster)) && stop_pidfile "$KUBELET_PID" "$NODE_MATCH"
 realnode_up
+
+# ---------------------------------------------------------- local-path
+# kind's provisioner serves the ReadWriteOnce class local-path
+# (hack/kwok/local-path.yaml); its helper pods run on the nodes.
+sed "s|@@VOLUME_ROOT@@|$KWOK_WORKDIR/local-path|" "$HACK/kwok/local-path.yaml" | k apply -f - >&2
+if ((fresh_cluster)) || ! running "$LOCAL_PATH_PID" "--kubeconfig $KUBECONFIG_FILE"; then
+	stop_pidfile "$LOCAL_PATH_PID" "--kubeconfig $KUBECONFIG_FILE"
+	log "starting local-path-provisioner (log: ${LOCAL_PATH_LOG#"$ROOT"/})"
+	start_bg "$LOCAL_PATH_PID" "$LOCAL_PATH_LOG" \
+		"$BIN/local-path-provisioner" start --kubeconfig "$KUBECONFIG_FILE" \
+		--namespace local-path-storage --configmap-name local-path-config \
+		--service-account-name local-path-provisioner-service-account \
+		--helper-image localhost/sluice/busybox:dev
+	sleep 0.3
+	running "$LOCAL_PATH_PID" "--kubeconfig $KUBECONFIG_FILE" || {
+		tail -n 20 "$LOCAL_PATH_LOG" >&2
+		die "local-path-provisioner exited"
+	}
+else
+	log "local-path-provisioner is running (pid $(<"$LOCAL_PATH_PID"))"
+fi
 
 # ----------------------------------------------------------- provisioner
 if ((fresh_cluster)) || ! running "$PROVISIONER_PID" sluice-provisioner || rebuilt "$PROVISIONER_PID"; then

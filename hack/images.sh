@@ -8,9 +8,15 @@
 #   localhost/sluice/pause:3.10    the pod sandbox
 #   localhost/sluice/busybox:dev   Debian's busybox-static
 #   localhost/sluice/python:dev    python3 with pandas and numpy (Debian)
+#   localhost/sluice/webhook:dev   sluice's manager (bin/sluice-webhook)
+#   localhost/sluice/scheduler:dev sluice's scheduler (bin/sluice-scheduler)
 #
+# sluice's own images hold the static binary of bin/ (make build) and the
+# passwd/group entries of user 65532, on the empty base: what hack/Dockerfile
+# builds on a distroless base where a container engine runs.
 # An image is rebuilt only when its inputs change (recorded next to it as
-# bin/images/.NAME.inputs). usage: images.sh [NAME...] (default: all)
+# bin/images/.NAME.inputs). usage: images.sh [NAME...] (default: the node's
+# images, pause busybox python; `make images` builds all five)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +34,7 @@ mkdir -p "$IMAGES"
 
 # The packer is sluice's own (hack/mkimage), built into bin/ when stale.
 if [[ ! -x $BIN/mkimage || -n $(find "$ROOT/hack/mkimage" -name '*.go' -newer "$BIN/mkimage" -print -quit) ]]; then
-	(cd "$ROOT" && go build -o "$BIN/mkimage" ./hack/mkimage)
+	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o "$BIN/mkimage" ./hack/mkimage)
 fi
 
 # fresh NAME INPUTS: the image was built from exactly these inputs.
@@ -76,6 +82,20 @@ busybox_rootfs() {
 	chmod 1777 "$1/tmp"
 }
 
+# sluice_rootfs BINARY DIR: one static binary of bin/ and a non-root user.
+sluice_rootfs() {
+	local bin=$BIN/$SLUICE_BINARY
+	[[ -x $bin ]] || die "bin/$SLUICE_BINARY is missing: run make build"
+	if ldd "$bin" >/dev/null 2>&1; then
+		die "bin/$SLUICE_BINARY is dynamically linked: an image on the empty base needs a static build (make build)"
+	fi
+	mkdir -p "$1/usr/local/bin" "$1/etc" "$1/tmp"
+	cp "$bin" "$1/usr/local/bin/"
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$1/etc/passwd"
+	printf 'root:x:0:\nnonroot:x:65532:\n' >"$1/etc/group"
+	chmod 1777 "$1/tmp"
+}
+
 # Debian's Essential packages plus python3, pandas and numpy: no recommends,
 # no documentation, man pages or locales, no apt lists; device nodes are
 # left to the runtime (--skip=output/dev).
@@ -102,6 +122,11 @@ for w in "${want[@]}"; do
 		-env PATH=/bin -cmd /bin/sh ;;
 	python) image python localhost/sluice/python:dev "$SUITE $PYTHON_PACKAGES" python_rootfs \
 		-env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin -env LANG=C.UTF-8 -cmd python3 ;;
-	*) die "unknown image $w (known: pause busybox python)" ;;
+	webhook | scheduler)
+		SLUICE_BINARY=sluice-$w
+		image "$w" "localhost/sluice/$w:dev" "$(sha256sum "$BIN/$SLUICE_BINARY" 2>/dev/null | cut -d' ' -f1)" sluice_rootfs \
+			-entrypoint "/usr/local/bin/$SLUICE_BINARY" -user 65532:65532
+		;;
+	*) die "unknown image $w (known: pause busybox python webhook scheduler)" ;;
 	esac
 done

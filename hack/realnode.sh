@@ -18,8 +18,9 @@
 #     127.0.0.1 that answers nothing; containerd reaches no registry (its
 #     proxy is a closed loopback port), so only images imported from
 #     bin/images/ run;
-#   - pod cgroups under /<cgroup root> of the cluster's own, so that the dev
-#     and the e2e clusters' nodes never clean up each other's pods;
+#   - pod cgroups under a cgroup root of the node's own, so that two real
+#     nodes (the dev and the e2e clusters', or two checkouts') never clean
+#     up each other's pods;
 #   - the sysctls the kubelet changes are recorded before the first real node
 #     of this machine starts and put back when the last one stops.
 
@@ -41,16 +42,19 @@ SYSCTLS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops 
 # T4 node of GPU feature discovery and GKE carries.
 NODE_GPUS=2
 NODE_LABELS=sluice.dev/real-node=true,sluice.dev/node-pool=real,nvidia.com/gpu.present=true,nvidia.com/gpu.product=Tesla-T4,nvidia.com/gpu.count=$NODE_GPUS,cloud.google.com/gke-accelerator=nvidia-tesla-t4,sluice.dev/simulated-gpus=true
-# The images every real node holds (hack/images.sh builds them).
+# The images every real node holds (hack/images.sh builds them), and
+# sluice's own, imported when `make images` built them.
 NODE_IMAGES=(pause busybox python)
+OPTIONAL_IMAGES=(webhook scheduler)
 
 ctr_() { "$BIN/ctr" --address "$CTRD_SOCK" --namespace k8s.io "$@" 2> >(grep -v 'cgroup v1' >&2); }
 
 # The bridge pods are plugged into: one per cluster, a name of at most 15
 # characters derived from the state directory.
 node_bridge() { echo "sl$(printf '%s' "$NODE_DIR" | cksum | cut -c1-8)"; }
-# The cgroup (in every hierarchy) that holds this node's pods.
-node_cgroup_root() { echo "/sluice-$CLUSTER"; }
+# The cgroup (in every hierarchy) that holds this node's pods, one per
+# state directory like the bridge.
+node_cgroup_root() { echo "/sluice-$(node_bridge)"; }
 
 # in_node CMD...: CMD in the node's mount namespace.
 in_node() { nsenter --mount="/proc/$(<"$HOLDER_PID")/ns/mnt" -- "$@"; }
@@ -131,6 +135,11 @@ start_holder() {
 	if running "$HOLDER_PID" "$NODE_MATCH"; then
 		return
 	fi
+	# Processes left in a namespace whose holder is gone would not see the
+	# mounts of those started in a new one: start them all again.
+	stop_pidfile "$GPU_PLUGIN_PID" "$NODE_MATCH"
+	stop_pidfile "$KUBELET_PID" "$NODE_MATCH"
+	stop_pidfile "$CONTAINERD_PID" "$NODE_MATCH"
 	# The holder makes the namespace, mounts the node's directories over the
 	# host paths the kubelet and containerd hard-code, and then only waits:
 	# bash keeps its arguments in its command line, so it stays ours by name.
@@ -233,7 +242,8 @@ TOML
 # build (its inputs record) goes into containerd's k8s.io namespace.
 import_images() {
 	local name inputs start
-	for name in "${NODE_IMAGES[@]}"; do
+	for name in "${NODE_IMAGES[@]}" "${OPTIONAL_IMAGES[@]}"; do
+		[[ -s $BIN/images/$name.tar ]] || continue
 		inputs=$(cat "$BIN/images/.$name.inputs" 2>/dev/null)
 		[[ -n $inputs && $(cat "$NODE_DIR/imported/$name" 2>/dev/null) == "$inputs" ]] && continue
 		start=$SECONDS

@@ -27,22 +27,22 @@ kube_tools() {
 # cluster runs bin/sluice-scheduler, kube-scheduler with one more plugin.
 want=()
 for b in kube-apiserver kube-controller-manager kubectl kubelet; do
-  fresh "$b" "$KUBE_VERSION" || want+=("$b")
+  fresh "$b" "$KUBE_BUILD" || want+=("$b")
 done
 if ((${#want[@]})); then
   echo "tools: building ${want[*]} $KUBE_VERSION (cold: ~15 minutes)"
   pkgs=()
   for b in "${want[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-  (cd "$ROOT" && go build -trimpath -ldflags "$KUBE_LDFLAGS" -o "$BIN/" "${pkgs[@]}")
-  for b in "${want[@]}"; do stamp "$b" "$KUBE_VERSION"; done
+  (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "$KUBE_LDFLAGS" -o "$BIN/" "${pkgs[@]}")
+  for b in "${want[@]}"; do stamp "$b" "$KUBE_BUILD"; done
 fi
 
 # etcd comes from the same module: k8s.io/kubernetes pins its version.
 ETCD_VERSION=$(cd "$ROOT" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
-if ! fresh etcd "$ETCD_VERSION"; then
+if ! fresh etcd "$ETCD_VERSION+static"; then
   echo "tools: building etcd $ETCD_VERSION"
-  (cd "$ROOT" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
-  stamp etcd "$ETCD_VERSION"
+  (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
+  stamp etcd "$ETCD_VERSION+static"
 fi
 
 }
@@ -103,6 +103,15 @@ if [[ ! -x $BIN/cni/host-local ]] || ! fresh cni/bridge "$CNI_VERSION"; then
     github.com/containernetworking/plugins/plugins/main/loopback \
     github.com/containernetworking/plugins/plugins/ipam/host-local)
   stamp cni/bridge "$CNI_VERSION"
+fi
+
+# kind's storage provisioner: the local cluster's ReadWriteOnce class.
+LOCAL_PATH_VERSION=v0.0.30
+if ! fresh local-path-provisioner "$LOCAL_PATH_VERSION"; then
+  echo "tools: building local-path-provisioner $LOCAL_PATH_VERSION"
+  GOBIN=$BIN CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+    "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
+  stamp local-path-provisioner "$LOCAL_PATH_VERSION"
 fi
 
 # The pause binary of every pod sandbox: Kubernetes' own pause.c, static.

@@ -300,13 +300,14 @@ func checkCAInjection(t *testing.T, o objects, kind string, meta metav1.ObjectMe
 // on purpose. Secrets and webhook configurations must also be limited by
 // resourceNames (checked below).
 var allowedVerbs = map[string][]string{
-	"batch/jobs":                 {"get", "list", "watch", "patch"},
-	"/pods":                      {"get", "list", "watch", "patch"},
-	"/persistentvolumeclaims":    {"get", "list", "watch", "create"},
-	"events.k8s.io/events":       {"create", "patch"},
-	"/events":                    {"create", "patch"},
-	"coordination.k8s.io/leases": {"get", "update", "create"},
-	"/secrets":                   {"get", "update"},
+	"batch/jobs":                    {"get", "list", "watch", "patch"},
+	"/pods":                         {"get", "list", "watch", "patch"},
+	"/persistentvolumeclaims":       {"get", "list", "watch", "create"},
+	"storage.k8s.io/storageclasses": {"get", "list", "watch"},
+	"events.k8s.io/events":          {"create", "patch"},
+	"/events":                       {"create", "patch"},
+	"coordination.k8s.io/leases":    {"get", "update", "create"},
+	"/secrets":                      {"get", "update"},
 	"admissionregistration.k8s.io/mutatingwebhookconfigurations":   {"get", "update"},
 	"admissionregistration.k8s.io/validatingwebhookconfigurations": {"get", "update"},
 }

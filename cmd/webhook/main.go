@@ -30,13 +30,13 @@ import (
 
 func main() {
 	var (
-		webhookHost, certDir, metricsAddr, probeAddr string
-		leaderNS, storageClass, artifactSize         string
-		controllerUser, schedulerName                string
-		webhookPort, concurrency                     int
-		leaderElect, disableWebhooks, certRotation   bool
-		certSecret, certDNSNames                     string
-		mutatingConfig, validatingConfig             string
+		webhookHost, certDir, metricsAddr, probeAddr     string
+		leaderNS, storageClass, artifactSize, accessMode string
+		controllerUser, schedulerName                    string
+		webhookPort, concurrency                         int
+		leaderElect, disableWebhooks, certRotation       bool
+		certSecret, certDNSNames                         string
+		mutatingConfig, validatingConfig                 string
 	)
 	flag.StringVar(&webhookHost, "webhook-host", "", "address the webhook server listens on (empty: all)")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "port of the webhook server")
@@ -52,6 +52,7 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that only one replica runs the controller")
 	flag.StringVar(&leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace, or default outside a cluster)")
 	flag.StringVar(&storageClass, "storage-class", "", "StorageClass of run artifact volumes (empty: the cluster default); sluice.dev/storage-class overrides it")
+	flag.StringVar(&accessMode, "artifact-access-mode", controller.AccessModeAuto, "access mode of run artifact volumes: auto (ReadWriteMany where the StorageClass serves it, else ReadWriteOnce), ReadWriteOnce or ReadWriteMany")
 	flag.StringVar(&artifactSize, "artifact-size", "1Gi", "size of run artifact volumes; sluice.dev/artifact-size overrides it")
 	flag.StringVar(&controllerUser, "controller-username", "", "the only user allowed to write sluice.dev/phase, results and reason (default: the manager's own, from a SelfSubjectReview)")
 	flag.StringVar(&schedulerName, "scheduler-name", "", "schedulerName given to steps that would use the default scheduler (empty: leave it)")
@@ -61,6 +62,12 @@ func main() {
 	ctrl.SetLogger(klog.NewKlogr())
 	log := ctrl.Log.WithName("setup")
 
+	switch accessMode {
+	case controller.AccessModeAuto, controller.AccessModeRWO, controller.AccessModeRWX:
+	default:
+		log.Error(nil, "Invalid --artifact-access-mode: expected auto, ReadWriteOnce or ReadWriteMany", "value", accessMode)
+		os.Exit(2)
+	}
 	size, err := resource.ParseQuantity(artifactSize)
 	if err != nil || size.Sign() <= 0 {
 		log.Error(err, "Invalid --artifact-size: expected a positive quantity such as 1Gi", "value", artifactSize)
@@ -164,7 +171,7 @@ func main() {
 		}
 	}
 	r := controller.NewRunReconciler(mgr.GetClient(), mgr.GetEventRecorder("sluice-controller"), controller.Options{
-		StorageClass: storageClass, ArtifactSize: size, MaxConcurrentReconciles: concurrency,
+		StorageClass: storageClass, AccessMode: accessMode, ArtifactSize: size, MaxConcurrentReconciles: concurrency,
 	})
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		log.Error(err, "Unable to set up the controller")

@@ -58,7 +58,7 @@ func TestChartServiceAccount(t *testing.T) {
 
 	ns, _ := setup(t)
 	create(t,
-		job("prepare", ns).Outputs("data:Dataset").Obj(),
+		job("prepare", ns).Outputs("data:Dataset").Annotation(annotations.StorageClassAnnotation, sharedClass).Obj(),
 		job("train", ns).Inputs("data=prepare.data").Annotation(annotations.GPUAnnotation, "1").Obj(),
 	)
 	waitPhases(t, ns, map[string]annotations.Phase{"prepare": annotations.PhaseSucceeded, "train": annotations.PhaseSucceeded})

@@ -15,9 +15,11 @@ import (
 
 // seedPipeline is preprocess -> train -> evaluate -> deploy, where evaluate
 // publishes the given accuracy and deploy runs only when it is >= 0.9.
+// seedPipeline mixes a CPU step and a GPU step that share artifacts on
+// separate kwok nodes: its volume is of the shared (ReadWriteMany) class.
 func seedPipeline(ns, accuracy string) []client.Object {
 	return []client.Object{
-		job("preprocess", ns).Outputs("data:Dataset").Obj(),
+		job("preprocess", ns).Outputs("data:Dataset").Annotation(annotations.StorageClassAnnotation, sharedClass).Obj(),
 		job("train", ns).Inputs("data=preprocess.data").Outputs("model:Model").
 			Annotation(annotations.GPUAnnotation, "1").Annotation(annotations.AcceleratorAnnotation, "nvidia-tesla-t4").Obj(),
 		job("evaluate", ns).Inputs("model=train.model").Sim("message", "accuracy="+accuracy).Obj(),

@@ -26,6 +26,11 @@ import (
 // runTimeout bounds one pipeline run; steps take about a second each.
 const runTimeout = 2 * time.Minute
 
+// sharedClass is the local cluster's ReadWriteMany class (hack/provisioner):
+// runs whose steps share artifacts across kwok nodes use it. The default
+// class, local-path, ties a run's volume to one node.
+const sharedClass = "sluice-local"
+
 var cluster *framework.Cluster
 
 func TestMain(m *testing.M) {

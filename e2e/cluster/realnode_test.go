@@ -10,6 +10,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -176,29 +177,36 @@ func TestRealGatedPod(t *testing.T) {
 	}
 }
 
-// TestRealImageMissing: a step whose image is not on the node is never
-// pulled from anywhere; the pod reports why it waits.
+// TestRealImageMissing: a step whose image is not on the node is pulled
+// from nowhere, and the task says why it does not run.
 func TestRealImageMissing(t *testing.T) {
 	ns, _ := setup(t)
 	lost := realJob("lost", ns, `true`).Obj()
 	lost.Spec.Template.Spec.Containers[0].Image = "localhost/sluice/not-there:dev"
 	create(t, lost)
+	waitReason(t, ns, "lost", "ErrImagePull or ImagePullBackOff naming the image", func(r string) bool {
+		return (strings.HasPrefix(r, "ErrImagePull: ") || strings.HasPrefix(r, "ImagePullBackOff: ")) &&
+			strings.Contains(r, "localhost/sluice/not-there:dev")
+	})
+}
+
+// waitReason waits until the reason recorded on the Job satisfies ok.
+func waitReason(t *testing.T, ns, job, want string, ok func(string) bool) {
+	t.Helper()
 	deadline := time.Now().Add(runTimeout)
+	var reason string
 	for time.Now().Before(deadline) {
-		for _, p := range podsOf(t, ns, "lost") {
-			for _, cs := range p.Status.ContainerStatuses {
-				if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
-					if p.Spec.NodeName != framework.RealNode {
-						t.Errorf("pod ran on %s, want %s", p.Spec.NodeName, framework.RealNode)
-					}
-					t.Logf("waiting: %s: %s", w.Reason, w.Message)
-					return
-				}
-			}
+		var j batchv1.Job
+		if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: job}, &j); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(500 * time.Millisecond)
+		if reason = j.Annotations[annotations.ReasonAnnotation]; ok(reason) {
+			t.Logf("%s: reason %q", job, reason)
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
-	t.Fatal("the pod of a step with a missing image never reported ErrImagePull or ImagePullBackOff")
+	t.Fatalf("after %s the reason of %s is %q, want %s", runTimeout, job, reason, want)
 }
 
 // examplePipeline reads examples/ml-pipeline.yaml as Jobs in namespace ns.
@@ -251,6 +259,15 @@ func TestSeedPipeline(t *testing.T) {
 			})
 			for _, task := range []string{"ingest", "preprocess", "train", "evaluate"} {
 				assertRealRun(t, ns, task)
+			}
+			// The example names no class: the cluster's default, kind's
+			// local-path, serves it ReadWriteOnce on the real node.
+			var pvc corev1.PersistentVolumeClaim
+			if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: annotations.RunVolumeName("churn-demo")}, &pvc); err != nil {
+				t.Fatal(err)
+			}
+			if class := ptr.Deref(pvc.Spec.StorageClassName, ""); class != "local-path" || pvc.Spec.AccessModes[0] != corev1.ReadWriteOnce {
+				t.Errorf("the run volume is of class %q with modes %v, want local-path, ReadWriteOnce", class, pvc.Spec.AccessModes)
 			}
 			pre := results(t, ns, "preprocess")
 			if kept, in := pre["rows_kept"].(float64), pre["rows_in"].(float64); kept <= 0 || kept >= in {
@@ -320,3 +337,85 @@ func TestSimulationRule(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 }
+
+// TestRealReadWriteOnce: on kind's local-path class (ReadWriteOnce only)
+// the run's volume is asked ReadWriteOnce, lands on the real node, and the
+// artifacts pass as on shared storage.
+func TestRealReadWriteOnce(t *testing.T) {
+	ns, _ := setup(t)
+	ctx := context.Background()
+	create(t,
+		realJob("write", ns, `echo 42 >"$SLUICE_OUTPUT_DATA/answer"`).Outputs("data:Dataset").
+			Annotation(annotations.StorageClassAnnotation, "local-path").Obj(),
+		realJob("read", ns, `echo "answer=$(cat "$SLUICE_INPUT_DATA/answer")" >/dev/termination-log`).Inputs("data=write.data").
+			Annotation(annotations.StorageClassAnnotation, "local-path").Obj(),
+	)
+	waitPhases(t, ns, map[string]annotations.Phase{"write": annotations.PhaseSucceeded, "read": annotations.PhaseSucceeded})
+	if got := results(t, ns, "read")["answer"]; got != float64(42) {
+		t.Errorf("read found answer=%v, want 42", got)
+	}
+	var pvc corev1.PersistentVolumeClaim
+	if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: annotations.RunVolumeName("r")}, &pvc); err != nil {
+		t.Fatal(err)
+	}
+	if len(pvc.Spec.AccessModes) != 1 || pvc.Spec.AccessModes[0] != corev1.ReadWriteOnce {
+		t.Errorf("run volume access modes %v, want [ReadWriteOnce] on local-path", pvc.Spec.AccessModes)
+	}
+	var pv corev1.PersistentVolume
+	if err := cluster.Client.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, &pv); err != nil {
+		t.Fatal(err)
+	}
+	if a := pv.Spec.NodeAffinity; a == nil || a.Required == nil || !strings.Contains(a.Required.String(), framework.RealNode) {
+		t.Errorf("PV %s node affinity %v, want it pinned to %s", pv.Name, pv.Spec.NodeAffinity, framework.RealNode)
+	}
+}
+
+// TestRealClaimNotServed: a run volume no provisioner can serve shows on the
+// released task, with the scheduler's words.
+func TestRealClaimNotServed(t *testing.T) {
+	ns, _ := setup(t)
+	create(t, realJob("write", ns, `true`).Outputs("data:Dataset").
+		Annotation(annotations.StorageClassAnnotation, "no-such-class").Obj())
+	waitReason(t, ns, "write", "the pending volume named", func(r string) bool {
+		return strings.HasPrefix(r, "Pending: ") && strings.Contains(r, "PersistentVolumeClaim")
+	})
+}
+
+// TestSluiceImages: sluice's own images, built without a container engine
+// (make images), start on the real node as the chart runs them: non-root,
+// read-only root filesystem, no capabilities.
+func TestSluiceImages(t *testing.T) {
+	ns, _ := setup(t)
+	for _, name := range []string{"webhook", "scheduler"} {
+		p := utiltesting.MakePod(name, ns).Obj()
+		p.Labels = nil
+		p.Spec.Containers[0].Image = "localhost/sluice/" + name + ":dev"
+		p.Spec.Containers[0].Args = []string{"--help"}
+		p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{
+			RunAsNonRoot: ptr.To(true), ReadOnlyRootFilesystem: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		}
+		create(t, p)
+	}
+	for _, name := range []string{"webhook", "scheduler"} {
+		deadline := time.Now().Add(runTimeout)
+		for {
+			var p corev1.Pod
+			if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.Status.Phase == corev1.PodSucceeded {
+				if p.Spec.NodeName != framework.RealNode {
+					t.Errorf("%s ran on %s, want %s", name, p.Spec.NodeName, framework.RealNode)
+				}
+				break
+			}
+			if p.Status.Phase == corev1.PodFailed || time.Now().After(deadline) {
+				t.Fatalf("image localhost/sluice/%s:dev: pod %s, containers %+v", name, p.Status.Phase, p.Status.ContainerStatuses)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

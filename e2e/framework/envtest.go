@@ -2,17 +2,16 @@ package framework
 
 import (
 	"context"
-
 	"crypto/tls"
 	"fmt"
-	"github.com/go-logr/logr"
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -46,10 +45,24 @@ type EnvtestEnv struct {
 	done   chan struct{}
 }
 
-// RepoRoot is the module root, found from this file's location.
+// RepoRoot is the module root.
+//
+// It is found from the working directory (go test runs a test in its
+// package's directory), not from this file's compiled-in path, which
+// -trimpath replaces with the module path.
 func RepoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	dir, err := os.Getwd()
+	if err != nil {
+		panic(err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if data, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.HasPrefix(string(data), "module github.com/sluice-dev/sluice\n") {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			panic("not inside the sluice repository: " + dir)
+		}
+	}
 }
 
 // BinDir is where `make tools` puts the control-plane binaries.

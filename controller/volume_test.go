@@ -1,0 +1,78 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/sluice-dev/sluice/annotations"
+)
+
+func class(name, provisioner string, isDefault bool, age time.Duration, annots ...string) *storagev1.StorageClass {
+	sc := &storagev1.StorageClass{
+		ObjectMeta:  metav1.ObjectMeta{Name: name, Annotations: map[string]string{}, CreationTimestamp: metav1.NewTime(time.Now().Add(-age))},
+		Provisioner: provisioner,
+	}
+	if isDefault {
+		sc.Annotations[defaultClassAnnotation] = "true"
+	}
+	for i := 0; i+1 < len(annots); i += 2 {
+		sc.Annotations[annots[i]] = annots[i+1]
+	}
+	return sc
+}
+
+func TestVolumeAccessMode(t *testing.T) {
+	localPath := class("local-path", "rancher.io/local-path", true, time.Hour)
+	nfs := class("nfs", "nfs.csi.k8s.io", false, time.Hour)
+	cases := map[string]struct {
+		classes []client.Object
+		task    annotations.Task
+		opts    Options
+		want    corev1.PersistentVolumeAccessMode
+	}{
+		"default class serves only ReadWriteOnce": {classes: []client.Object{localPath, nfs}, want: corev1.ReadWriteOnce},
+		"a shared file system gets ReadWriteMany": {classes: []client.Object{localPath, nfs}, task: annotations.Task{StorageClass: "nfs"}, want: corev1.ReadWriteMany},
+		"the newest default class wins": {
+			classes: []client.Object{localPath, class("newer", "efs.csi.aws.com", true, time.Minute)}, want: corev1.ReadWriteMany,
+		},
+		"the class says what it serves": {
+			classes: []client.Object{class("netapp", "csi.trident.netapp.io", true, time.Hour, AccessModeAnnotation, "ReadWriteMany")}, want: corev1.ReadWriteMany,
+		},
+		"the class annotation overrides a known provisioner": {
+			classes: []client.Object{class("nfs", "nfs.csi.k8s.io", true, time.Hour, AccessModeAnnotation, "ReadWriteOnce")}, want: corev1.ReadWriteOnce,
+		},
+		"no class at all":         {want: corev1.ReadWriteOnce},
+		"an unknown class":        {classes: []client.Object{nfs}, task: annotations.Task{StorageClass: "typo"}, want: corev1.ReadWriteOnce},
+		"the flag forces a mode":  {classes: []client.Object{localPath}, opts: Options{AccessMode: AccessModeRWX}, want: corev1.ReadWriteMany},
+		"the flag's class is read": {classes: []client.Object{localPath, nfs}, opts: Options{StorageClass: "nfs"}, want: corev1.ReadWriteMany},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(tc.classes...).Build()
+			r := NewRunReconciler(c, events.NewFakeRecorder(10), tc.opts)
+			task := tc.task
+			task.Name, task.Run, task.Pipeline = "train", "r", "p"
+			task.Outputs = []annotations.Output{{Name: "model", Type: "Model"}}
+			ctx := context.Background()
+			if err := r.ensureVolume(ctx, "ml", "r", []*annotations.Task{&task}); err != nil {
+				t.Fatal(err)
+			}
+			var pvc corev1.PersistentVolumeClaim
+			if err := c.Get(ctx, client.ObjectKey{Namespace: "ml", Name: annotations.RunVolumeName("r")}, &pvc); err != nil {
+				t.Fatal(err)
+			}
+			if len(pvc.Spec.AccessModes) != 1 || pvc.Spec.AccessModes[0] != tc.want {
+				t.Errorf("access modes %v, want [%s]", pvc.Spec.AccessModes, tc.want)
+			}
+		})
+	}
+}
