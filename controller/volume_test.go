@@ -50,9 +50,9 @@ func TestVolumeAccessMode(t *testing.T) {
 		"the class annotation overrides a known provisioner": {
 			classes: []client.Object{class("nfs", "nfs.csi.k8s.io", true, time.Hour, AccessModeAnnotation, "ReadWriteOnce")}, want: corev1.ReadWriteOnce,
 		},
-		"no class at all":         {want: corev1.ReadWriteOnce},
-		"an unknown class":        {classes: []client.Object{nfs}, task: annotations.Task{StorageClass: "typo"}, want: corev1.ReadWriteOnce},
-		"the flag forces a mode":  {classes: []client.Object{localPath}, opts: Options{AccessMode: AccessModeRWX}, want: corev1.ReadWriteMany},
+		"no class at all":          {want: corev1.ReadWriteOnce},
+		"an unknown class":         {classes: []client.Object{nfs}, task: annotations.Task{StorageClass: "typo"}, want: corev1.ReadWriteOnce},
+		"the flag forces a mode":   {classes: []client.Object{localPath}, opts: Options{AccessMode: AccessModeRWX}, want: corev1.ReadWriteMany},
 		"the flag's class is read": {classes: []client.Object{localPath, nfs}, opts: Options{StorageClass: "nfs"}, want: corev1.ReadWriteMany},
 	}
 	for name, tc := range cases {
