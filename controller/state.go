@@ -76,19 +76,14 @@ func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *t
 			}
 		}
 	}
-	s.phase, s.reason = unfinishedPhase(job, ptrTrue(job.Spec.Suspend) && task.Held(), "Job running")
-	if s.phase == annotations.PhaseRunning {
-		if blocked := blockedReason(pods); blocked != "" {
-			s.reason = blocked
-		}
-	}
+	s.phase, s.reason = unfinishedPhase(job, pods, ptrTrue(job.Spec.Suspend) && task.Held(), "Job running")
 	return s
 }
 
 // unfinishedPhase is the phase of a task whose object shows no outcome:
 // decided without running (sticky), waiting while held and never released,
-// or running.
-func unfinishedPhase(obj client.Object, held bool, runningDefault string) (annotations.Phase, string) {
+// or running — with what blocks its pods, if anything does.
+func unfinishedPhase(obj client.Object, pods []*corev1.Pod, held bool, runningDefault string) (annotations.Phase, string) {
 	recorded := recordedPhase(obj)
 	switch {
 	case decidedWithoutRunning(recorded, held):
@@ -96,6 +91,9 @@ func unfinishedPhase(obj client.Object, held bool, runningDefault string) (annot
 	case held && !released(recorded):
 		return annotations.PhaseWaiting, ""
 	default:
+		if blocked := blockedReason(pods); blocked != "" {
+			return annotations.PhaseRunning, blocked
+		}
 		return annotations.PhaseRunning, runningReason(obj, recorded, runningDefault)
 	}
 }
@@ -141,12 +139,7 @@ func observePod(task *annotations.Task, pod *corev1.Pod) *taskState {
 	case pod.Status.Phase == corev1.PodFailed:
 		s.phase, s.reason, s.finishedAt = annotations.PhaseFailed, "pod failed: "+podFailure(pod), podFinishedAt(pod)
 	default:
-		s.phase, s.reason = unfinishedPhase(pod, webhook.HasGate(&pod.Spec), "pod started")
-		if s.phase == annotations.PhaseRunning {
-			if blocked := blockedReason(s.pods); blocked != "" {
-				s.reason = blocked
-			}
-		}
+		s.phase, s.reason = unfinishedPhase(pod, s.pods, webhook.HasGate(&pod.Spec), "pod started")
 	}
 	return s
 }
