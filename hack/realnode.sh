@@ -3,7 +3,8 @@
 # machine, joined to the kwokctl control plane beside the kwok nodes, running
 # steps in real containers. Sourced by hack/dev-up.sh (realnode_up) and
 # hack/dev-down.sh (realnode_down), which define ROOT, BIN, KWOK_WORKDIR,
-# CLUSTER, k, log, die and wait_for, and source hack/pidfile.sh.
+# CLUSTER, KUBECONFIG_FILE, k, log and die (dev-up also wait_for, start_bg
+# and rebuilt), and source hack/pidfile.sh.
 #
 # Isolation from the host (see README, "The real node"):
 #   - one private mount namespace, held by a small holder process, for
@@ -56,19 +57,15 @@ node_bridge() { echo "sl$(printf '%s' "$NODE_DIR" | cksum | cut -c1-8)"; }
 # state directory like the bridge.
 node_cgroup_root() { echo "/sluice-$(node_bridge)"; }
 
-# in_node CMD...: CMD in the node's mount namespace.
-in_node() { nsenter --mount="/proc/$(<"$HOLDER_PID")/ns/mnt" -- "$@"; }
-
-# node_start NAME CMD...: CMD detached (own session), in the node's mount
-# namespace, pid in run/NAME.pid, log in logs/NAME.log; the pid is nsenter's,
-# which execs CMD.
+# node_start NAME CMD...: CMD detached (dev-up's start_bg) in the node's
+# mount namespace, pid in run/NAME.pid (nsenter's, which execs CMD), log in
+# logs/NAME.log.
 node_start() {
 	local name=$1
 	shift
-	printf '==== %s dev-up: %s\n' "$(date -Iseconds)" "$*" >>"$NODE_DIR/logs/$name.log"
-	setsid nohup nsenter --mount="/proc/$(<"$HOLDER_PID")/ns/mnt" -- "$@" \
-		>>"$NODE_DIR/logs/$name.log" 2>&1 </dev/null 9>&- &
-	echo $! >"$NODE_RUN/$name.pid"
+	log "real node: starting $name (log: ${NODE_DIR#"$ROOT"/}/logs/$name.log)"
+	start_bg "$NODE_RUN/$name.pid" "$NODE_DIR/logs/$name.log" \
+		nsenter --mount="/proc/$(<"$HOLDER_PID")/ns/mnt" -- "$@"
 }
 
 node_fail() { # NAME: die with the tail of NAME's log
