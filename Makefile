@@ -106,7 +106,7 @@ test-chart: tools
 test-integration: tools
 	$(GOTEST_STATIC) -count=1 -timeout 10m ./e2e/integration/...
 
-## test-e2e: full local cluster (kwok nodes, kube-controller-manager, our manager)
+## test-e2e: full local cluster (real node and kwok nodes, kube-controller-manager, the chart installed, our manager and scheduler); as root
 .PHONY: test-e2e
 test-e2e: tools build images
 	$(GOTEST_STATIC) -count=1 -timeout 30m ./e2e/cluster/...
