@@ -3,8 +3,8 @@
 # machine, joined to the kwokctl control plane beside the kwok nodes, running
 # steps in real containers. Sourced by hack/dev-up.sh (realnode_up) and
 # hack/dev-down.sh (realnode_down), which define ROOT, BIN, KWOK_WORKDIR,
-# CLUSTER, KUBECONFIG_FILE, k, log and die (dev-up also wait_for, start_bg
-# and rebuilt), and source hack/pidfile.sh.
+# CLUSTER, KUBECONFIG_FILE, k, log and die (dev-up also start_bg and
+# rebuilt), and source hack/pidfile.sh.
 #
 # Isolation from the host (see README, "The real node"):
 #   - one private mount namespace, held by a small holder process, for
@@ -71,6 +71,19 @@ node_start() {
 node_fail() { # NAME: die with the tail of NAME's log
 	tail -n 25 "$NODE_DIR/logs/$1.log" >&2
 	die "the real node's $1 did not start (log: $NODE_DIR/logs/$1.log)"
+}
+
+# node_wait NAME SECONDS CMD...: run CMD until it succeeds; node_fail NAME
+# as soon as NAME's process is gone, or after SECONDS. (The process is
+# looked at after a pause: just after node_start it may not have exec'd
+# into the command line that names it yet.)
+node_wait() {
+	local name=$1 deadline=$((SECONDS + $2))
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		sleep 0.2
+		running "$NODE_RUN/$name.pid" "$NODE_MATCH" && ((SECONDS < deadline)) || node_fail "$name"
+	done
 }
 
 realnode_check() {
@@ -147,11 +160,8 @@ start_holder() {
 	setsid nohup unshare --mount --propagation private bash -c "$script" sluice-node-holder "$NODE_DIR" \
 		>>"$NODE_DIR/logs/holder.log" 2>&1 </dev/null 9>&- &
 	echo $! >"$HOLDER_PID"
-	local i
-	for i in $(seq 50); do [[ -e $NODE_RUN/holder.ready ]] && break; sleep 0.1; done
-	[[ -e $NODE_RUN/holder.ready ]] || node_fail holder
 	# unshare execs bash: the pid is the holder's.
-	running "$HOLDER_PID" "$NODE_MATCH" || node_fail holder
+	node_wait holder 5 test -e "$NODE_RUN/holder.ready"
 }
 
 write_network() {
@@ -231,8 +241,7 @@ TOML
 	# goes to a closed loopback port and fails at once (ErrImagePull).
 	node_start containerd env HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY= \
 		PATH="$BIN:/usr/sbin:/usr/bin:/sbin:/bin" "$BIN/containerd" --config "$c/config.toml"
-	wait_for 30 "containerd on $CTRD_SOCK" ctr_ version || true
-	ctr_ version >/dev/null 2>&1 || node_fail containerd
+	node_wait containerd 30 ctr_ version
 }
 
 # import_images: every image of bin/images/ not yet imported at its current
@@ -291,18 +300,12 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 200Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 maxPods: 110
 YAML
-	echo "${ports[1]}" >"$NODE_RUN/kubelet.healthz-port"
 	# --cloud-provider=external: the kubelet refuses a loopback --node-ip, so
 	# the node's address is set below, as a cloud controller would.
 	node_start kubelet "$BIN/kubelet" --config="$NODE_DIR/kubelet.yaml" \
 		--kubeconfig="$KUBECONFIG_FILE" --hostname-override="$NODE_NAME" \
 		--cloud-provider=external --node-labels="$NODE_LABELS" --v=2
-	local deadline=$((SECONDS + 60))
-	until k get node "$NODE_NAME" >/dev/null 2>&1; do
-		running "$KUBELET_PID" "$NODE_MATCH" || node_fail kubelet
-		((SECONDS < deadline)) || node_fail kubelet
-		sleep 0.2
-	done
+	node_wait kubelet 60 k get node "$NODE_NAME"
 }
 
 start_gpu_plugin() {
@@ -319,7 +322,7 @@ wait_node_ready() {
 		'{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"},{"type":"Hostname","address":"'"$NODE_NAME"'"}]}}' >/dev/null
 	k taint node "$NODE_NAME" node.cloudprovider.kubernetes.io/uninitialized- >/dev/null 2>&1 || true
 	k wait --for=condition=Ready "node/$NODE_NAME" --timeout=90s >/dev/null || node_fail kubelet
-	wait_for 60 "the real node to advertise $NODE_GPUS simulated GPUs" node_has_gpus || node_fail gpu-plugin
+	node_wait gpu-plugin 60 node_has_gpus
 	log "real node $NODE_NAME is Ready ($NODE_GPUS simulated nvidia.com/gpu)"
 }
 
