@@ -296,7 +296,6 @@ func TestSeedPipeline(t *testing.T) {
 // tolerations kept and extended), all others to the real node.
 func TestSimulationRule(t *testing.T) {
 	ns, _ := setup(t)
-	ctx := context.Background()
 	mk := func(name string, sim bool) *corev1.Pod {
 		p := utiltesting.MakePod(name, ns).Command(busybox, "true").Obj()
 		p.Labels = nil // not a sluice step: the rule is the cluster's, not sluice's
@@ -308,31 +307,35 @@ func TestSimulationRule(t *testing.T) {
 		return p
 	}
 	create(t, mk("simulated", true), mk("real", false))
+	sim, real := waitPodSucceeded(t, ns, "simulated"), waitPodSucceeded(t, ns, "real")
+	if !strings.HasPrefix(sim.Spec.NodeName, "sluice-") || sim.Spec.NodeName == framework.RealNode {
+		t.Errorf("the simulated pod ran on %q, want a kwok node", sim.Spec.NodeName)
+	}
+	if sim.Spec.NodeSelector["kubernetes.io/os"] != "linux" || len(sim.Spec.Tolerations) < 2 {
+		t.Errorf("the simulated pod lost its own node selector or tolerations: %v, %v", sim.Spec.NodeSelector, sim.Spec.Tolerations)
+	}
+	if real.Spec.NodeName != framework.RealNode || !strings.HasPrefix(real.Status.ContainerStatuses[0].ContainerID, "containerd://") {
+		t.Errorf("the plain pod ran on %q (container %q), want a containerd container on %s",
+			real.Spec.NodeName, real.Status.ContainerStatuses[0].ContainerID, framework.RealNode)
+	}
+}
+
+// waitPodSucceeded waits until the pod succeeded and returns it; a pod that
+// failed, or is not done within runTimeout, fails the test.
+func waitPodSucceeded(t *testing.T, ns, name string) *corev1.Pod {
+	t.Helper()
 	deadline := time.Now().Add(runTimeout)
 	for {
-		var sim, real corev1.Pod
-		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "simulated"}, &sim); err != nil {
+		p := &corev1.Pod{}
+		if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
 			t.Fatal(err)
 		}
-		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "real"}, &real); err != nil {
-			t.Fatal(err)
+		if p.Status.Phase == corev1.PodSucceeded {
+			return p
 		}
-		if sim.Status.Phase == corev1.PodSucceeded && real.Status.Phase == corev1.PodSucceeded {
-			if !strings.HasPrefix(sim.Spec.NodeName, "sluice-") || sim.Spec.NodeName == framework.RealNode {
-				t.Errorf("the simulated pod ran on %q, want a kwok node", sim.Spec.NodeName)
-			}
-			if sim.Spec.NodeSelector["kubernetes.io/os"] != "linux" || len(sim.Spec.Tolerations) < 2 {
-				t.Errorf("the simulated pod lost its own node selector or tolerations: %v, %v", sim.Spec.NodeSelector, sim.Spec.Tolerations)
-			}
-			if real.Spec.NodeName != framework.RealNode || !strings.HasPrefix(real.Status.ContainerStatuses[0].ContainerID, "containerd://") {
-				t.Errorf("the plain pod ran on %q (container %q), want a containerd container on %s",
-					real.Spec.NodeName, real.Status.ContainerStatuses[0].ContainerID, framework.RealNode)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: simulated pod %s on %q, plain pod %s on %q; want both Succeeded",
-				runTimeout, sim.Status.Phase, sim.Spec.NodeName, real.Status.Phase, real.Spec.NodeName)
+		if p.Status.Phase == corev1.PodFailed || time.Now().After(deadline) {
+			t.Fatalf("pod %s is %s on %q, want Succeeded within %s; containers %+v",
+				name, p.Status.Phase, p.Spec.NodeName, runTimeout, p.Status.ContainerStatuses)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
@@ -398,24 +401,8 @@ func TestSluiceImages(t *testing.T) {
 		create(t, p)
 	}
 	for _, name := range []string{"webhook", "scheduler"} {
-		deadline := time.Now().Add(runTimeout)
-		for {
-			var p corev1.Pod
-			if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &p); err != nil {
-				t.Fatal(err)
-			}
-			if p.Status.Phase == corev1.PodSucceeded {
-				if p.Spec.NodeName != framework.RealNode {
-					t.Errorf("%s ran on %s, want %s", name, p.Spec.NodeName, framework.RealNode)
-				}
-				break
-			}
-			if p.Status.Phase == corev1.PodFailed || time.Now().After(deadline) {
-				t.Fatalf("image localhost/sluice/%s:dev: pod %s, containers %+v", name, p.Status.Phase, p.Status.ContainerStatuses)
-			}
-			time.Sleep(300 * time.Millisecond)
+		if p := waitPodSucceeded(t, ns, name); p.Spec.NodeName != framework.RealNode {
+			t.Errorf("image localhost/sluice/%s:dev ran on %s, want %s", name, p.Spec.NodeName, framework.RealNode)
 		}
 	}
 }
-
-func ptrTo[T any](v T) *T { return &v }
