@@ -82,7 +82,7 @@ busybox_rootfs() {
 	chmod 1777 "$1/tmp"
 }
 
-# sluice_rootfs BINARY DIR: one static binary of bin/ and a non-root user.
+# sluice_rootfs DIR: the static binary bin/$SLUICE_BINARY and a non-root user.
 sluice_rootfs() {
 	local bin=$BIN/$SLUICE_BINARY
 	[[ -x $bin ]] || die "bin/$SLUICE_BINARY is missing: run make build"
