@@ -115,15 +115,29 @@ func (g *Graph) Order() ([]string, error) {
 	if c := g.Cycle(); c != nil {
 		return nil, fmt.Errorf("dependency cycle: %s", strings.Join(c, " -> "))
 	}
+	order, _ := g.Schedule()
+	return order, nil
+}
+
+// Schedule returns every task in an order in which each comes after its
+// upstreams, and, for each task on a dependency cycle, the shortest cycle
+// through it as the tasks would run (a -> b -> a). The upstreams of a task
+// on a cycle are disregarded: it can never run, and the rest of the graph is
+// ordered around it.
+func (g *Graph) Schedule() (order []string, cycles map[string][]string) {
+	cycles = g.cycles()
 	indegree := map[string]int{}
 	for _, n := range g.Names() {
+		if _, onCycle := cycles[n]; onCycle {
+			continue
+		}
 		for _, up := range g.tasks[n].Upstreams() {
 			if _, ok := g.tasks[up]; ok {
 				indegree[n]++
 			}
 		}
 	}
-	var ready, order []string
+	var ready []string
 	for _, n := range g.Names() {
 		if indegree[n] == 0 {
 			ready = append(ready, n)
@@ -133,12 +147,104 @@ func (g *Graph) Order() ([]string, error) {
 		n := ready[0]
 		ready = ready[1:]
 		order = append(order, n)
+		var next []string
 		for _, d := range g.downstream[n] {
+			if _, onCycle := cycles[d]; onCycle {
+				continue
+			}
 			if indegree[d]--; indegree[d] == 0 {
-				ready = append(ready, d)
-				slices.Sort(ready)
+				next = append(next, d)
+			}
+		}
+		if len(next) > 0 {
+			ready = append(ready, next...)
+			slices.Sort(ready)
+		}
+	}
+	return order, cycles
+}
+
+// cycles finds the strongly connected components of more than one task
+// (Tarjan) and, for each of their tasks, the shortest cycle through it.
+func (g *Graph) cycles() map[string][]string {
+	index, low := map[string]int{}, map[string]int{}
+	onStack := map[string]bool{}
+	var stack []string
+	var components [][]string
+	next := 0
+	var connect func(string)
+	connect = func(n string) {
+		index[n], low[n] = next, next
+		next++
+		stack = append(stack, n)
+		onStack[n] = true
+		for _, d := range g.downstream[n] {
+			if _, seen := index[d]; !seen {
+				connect(d)
+				low[n] = min(low[n], low[d])
+			} else if onStack[d] {
+				low[n] = min(low[n], index[d])
+			}
+		}
+		if low[n] == index[n] {
+			var comp []string
+			for {
+				m := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				onStack[m] = false
+				comp = append(comp, m)
+				if m == n {
+					break
+				}
+			}
+			if len(comp) > 1 {
+				components = append(components, comp)
 			}
 		}
 	}
-	return order, nil
+	for _, n := range g.Names() {
+		if _, seen := index[n]; !seen {
+			connect(n)
+		}
+	}
+	cycles := map[string][]string{}
+	for _, comp := range components {
+		in := map[string]bool{}
+		for _, m := range comp {
+			in[m] = true
+		}
+		for _, m := range comp {
+			cycles[m] = g.shortestCycle(m, in)
+		}
+	}
+	return cycles
+}
+
+// shortestCycle walks downstream from start, within the given tasks, back to
+// start: start -> ... -> start.
+func (g *Graph) shortestCycle(start string, within map[string]bool) []string {
+	parent := map[string]string{}
+	queue := []string{start}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		for _, d := range g.downstream[n] {
+			if !within[d] {
+				continue
+			}
+			if d == start {
+				path := []string{start}
+				for p := n; p != start; p = parent[p] {
+					path = append(path, p)
+				}
+				slices.Reverse(path[1:])
+				return append(path, start)
+			}
+			if _, seen := parent[d]; !seen {
+				parent[d] = n
+				queue = append(queue, d)
+			}
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package annotations
 
 import (
+	"maps"
 	"strings"
 	"testing"
 
@@ -116,4 +117,34 @@ func FuzzGraph(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestSchedule(t *testing.T) {
+	// a -> b -> c -> a is a cycle; d waits for c; e stands alone; f -> g -> f
+	// is a second cycle fed by e.
+	g, _ := NewGraph(tasks("a:c", "b:a", "c:b", "d:c", "e", "f:e,g", "g:f"))
+	order, cycles := g.Schedule()
+	if len(order) != 7 {
+		t.Fatalf("order %v does not hold every task", order)
+	}
+	pos := map[string]int{}
+	for i, n := range order {
+		pos[n] = i
+	}
+	for _, edge := range [][2]string{{"c", "d"}, {"e", "f"}} {
+		if pos[edge[0]] > pos[edge[1]] {
+			t.Errorf("order %v puts %s after %s", order, edge[0], edge[1])
+		}
+	}
+	want := map[string]string{
+		"a": "a -> b -> c -> a", "b": "b -> c -> a -> b", "c": "c -> a -> b -> c",
+		"f": "f -> g -> f", "g": "g -> f -> g",
+	}
+	got := map[string]string{}
+	for n, c := range cycles {
+		got[n] = strings.Join(c, " -> ")
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("cycles = %v, want %v", got, want)
+	}
 }

@@ -37,7 +37,7 @@ func (d *deletedTasks) has(ns, run, task string) bool {
 
 func (d *deletedTasks) set(obj client.Object, deleted bool) {
 	task, errs := annotations.Parse(obj)
-	if len(errs) > 0 || jobOwned(obj) {
+	if len(errs) > 0 || annotations.ControlledByJob(obj) {
 		return
 	}
 	d.mu.Lock()
@@ -51,15 +51,6 @@ func (d *deletedTasks) set(obj client.Object, deleted bool) {
 		d.tasks[key] = map[string]bool{}
 	}
 	d.tasks[key][task.Name] = true
-}
-
-func jobOwned(obj client.Object) bool {
-	for _, ref := range obj.GetOwnerReferences() {
-		if ref.Kind == "Job" && ref.Controller != nil && *ref.Controller {
-			return true
-		}
-	}
-	return false
 }
 
 // handler wraps the run handler: deletions of unfinished tasks are noted

@@ -17,20 +17,9 @@ import (
 // RunIndex indexes sluice Jobs and Pods by their run (within a namespace).
 const RunIndex = "sluice.dev/run"
 
-// RunOf returns the run an object belongs to, or "" when it is not a sluice
-// object. Objects the webhook mutated carry the run label; others default to
-// the pipeline name, as the webhook would have.
-func RunOf(obj client.Object) string {
-	labels := obj.GetLabels()
-	if run := labels[annotations.RunLabel]; run != "" {
-		return run
-	}
-	return labels[annotations.PipelineLabel]
-}
-
 // IndexByRun is the run index function, also usable with the fake client.
 func IndexByRun(obj client.Object) []string {
-	if run := RunOf(obj); run != "" {
+	if run := annotations.RunOf(obj); run != "" {
 		return []string{run}
 	}
 	return nil

@@ -67,7 +67,7 @@ func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
 	var pods corev1.PodList
 	if err := c.reader.List(ctx, &pods, client.HasLabels{annotations.PipelineLabel}); err == nil {
 		for i := range pods.Items {
-			if p := recordedPhase(&pods.Items[i]); p != "" && jobOwner(&pods.Items[i]) == "" {
+			if p := recordedPhase(&pods.Items[i]); p != "" && !annotations.ControlledByJob(&pods.Items[i]) {
 				counts[p]++
 			}
 		}

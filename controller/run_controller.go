@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
@@ -64,9 +63,9 @@ func (r *RunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 		return err
 	}
 	registerMetrics(mgr.GetCache())
-	sluiceOnly := builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool { return RunOf(obj) != "" }))
+	sluiceOnly := builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool { return annotations.RunOf(obj) != "" }))
 	toRun := r.deleted.handler(handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: RunOf(obj)}}}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: annotations.RunOf(obj)}}}
 	}))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("sluice-run").
@@ -99,15 +98,18 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if err := r.ensureVolume(ctx, req.Namespace, req.Name, tasks); err != nil {
 		return reconcile.Result{}, err
 	}
-	order, err := graph.Order()
-	if err != nil {
-		return reconcile.Result{}, nil // a cycle never resolves by retrying; the log above says why
-	}
+	// A cycle slips past admission only when its tasks were admitted at the
+	// same moment (or by two replicas): they can never run, so they fail,
+	// and their downstream follows the failure rules.
+	order, cycles := graph.Schedule()
 
 	var conflicts bool
 	for _, name := range order {
 		s := states[name]
 		before := recordedPhase(s.object())
+		if cycle, onCycle := cycles[name]; onCycle && s.phase == annotations.PhaseWaiting {
+			s.phase, s.reason = annotations.PhaseFailed, oneLine("on a dependency cycle: "+strings.Join(cycle, " -> "))
+		}
 		if s.phase == annotations.PhaseWaiting {
 			ups := map[string]*taskState{}
 			for _, up := range s.task.Upstreams() {
@@ -192,7 +194,7 @@ func (r *RunReconciler) observe(ctx context.Context, ns, run string) (map[string
 	}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if uid := jobOwner(p); uid != "" {
+		if uid := annotations.JobOf(p); uid != "" {
 			podsOfJob[uid] = append(podsOfJob[uid], p)
 			continue
 		}
@@ -207,13 +209,6 @@ func (r *RunReconciler) observe(ctx context.Context, ns, run string) (map[string
 	return states, nil
 }
 
-func jobOwner(pod *corev1.Pod) types.UID {
-	if ref := metav1.GetControllerOf(pod); ref != nil && ref.Kind == "Job" && ref.APIVersion == "batch/v1" {
-		return ref.UID
-	}
-	return ""
-}
-
 // release starts a waiting task: it unsuspends the Job or removes sluice's
 // scheduling gate from the Pod, and records the phase in the same patch, so
 // that a restart can never release a task twice. The patch carries the
@@ -225,13 +220,7 @@ func (r *RunReconciler) release(ctx context.Context, s *taskState, ups map[strin
 	if s.job != nil {
 		s.job.Spec.Suspend = ptr.To(false)
 	} else {
-		gates := s.pod.Spec.SchedulingGates[:0:0]
-		for _, g := range s.pod.Spec.SchedulingGates {
-			if g.Name != annotations.UpstreamGate {
-				gates = append(gates, g)
-			}
-		}
-		s.pod.Spec.SchedulingGates = gates
+		annotations.RemoveGate(&s.pod.Spec)
 	}
 	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("releasing %s: %w", klogRef(obj), err)

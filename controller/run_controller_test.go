@@ -168,6 +168,21 @@ func TestReconcile(t *testing.T) {
 			},
 			wantEvents: []string{"Normal TaskSucceeded", "Warning BadResults", "Normal RunSucceeded"},
 		},
+		"a cycle that slipped past admission fails its tasks; the rest of the run goes on": {
+			objs: []client.Object{
+				completed(utiltesting.MakeJob("prep", ns).Obj()),
+				suspended(utiltesting.MakeJob("a", ns).After("prep", "b").Obj()),
+				suspended(utiltesting.MakeJob("b", ns).After("a").Obj()),
+				suspended(utiltesting.MakeJob("report", ns).After("b").Obj()),
+				suspended(utiltesting.MakeJob("train", ns).After("prep").Obj()),
+			},
+			wantJobs: map[string]want{
+				"a":      {phase: annotations.PhaseFailed, suspend: true, reason: "on a dependency cycle: a -> b -> a"},
+				"b":      {phase: annotations.PhaseFailed, suspend: true, reason: "on a dependency cycle: b -> a -> b"},
+				"report": {phase: annotations.PhaseUpstreamFailed, suspend: true, reason: "upstream b failed"},
+				"train":  {phase: annotations.PhaseRunning, reason: "released: upstreams succeeded (prep)"},
+			},
+		},
 		"released job suspended again by someone else is not released twice": {
 			objs: []client.Object{
 				completed(utiltesting.MakeJob("prep", ns).Obj()),

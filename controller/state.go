@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/annotations"
-	"github.com/sluice-dev/sluice/webhook"
 )
 
 // taskState is what the controller sees of one task: its object, the phase
@@ -139,7 +138,7 @@ func observePod(task *annotations.Task, pod *corev1.Pod) *taskState {
 	case pod.Status.Phase == corev1.PodFailed:
 		s.phase, s.reason, s.finishedAt = annotations.PhaseFailed, "pod failed: "+podFailure(pod), podFinishedAt(pod)
 	default:
-		s.phase, s.reason = unfinishedPhase(pod, s.pods, webhook.HasGate(&pod.Spec), "pod started")
+		s.phase, s.reason = unfinishedPhase(pod, s.pods, annotations.HasGate(&pod.Spec), "pod started")
 	}
 	return s
 }

@@ -8,13 +8,12 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
-	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sluice-dev/sluice/annotations"
 	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
+	"github.com/sluice-dev/sluice/index"
 )
 
 // stored is a task as the mutating webhook leaves it: with its run label.
@@ -54,8 +53,7 @@ func TestValidateCreateAgainstRun(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(existing...).Build()
-			w := &JobWebhook{validator: validator{reader: c, controllerUser: "sluice"}}
+			w := &JobWebhook{validator: validator{tasks: index.Of(existing...), controllerUser: "sluice"}}
 			_, err := w.ValidateCreate(create, tc.job)
 			if tc.wantErr == "" {
 				if err != nil {

@@ -73,15 +73,3 @@ func upsert[T any](list *[]T, item T, key func(T) string) {
 	}
 	*list = append(*list, item)
 }
-
-// addGate adds sluice's scheduling gate unless the pod already has it.
-func addGate(spec *corev1.PodSpec) {
-	if !HasGate(spec) {
-		spec.SchedulingGates = append(spec.SchedulingGates, corev1.PodSchedulingGate{Name: annotations.UpstreamGate})
-	}
-}
-
-// HasGate reports whether the pod is held by sluice's scheduling gate.
-func HasGate(spec *corev1.PodSpec) bool {
-	return slices.ContainsFunc(spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == annotations.UpstreamGate })
-}

@@ -65,7 +65,7 @@ func TestGPUInjection(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			job := tc.job.Obj()
-			err := (&JobWebhook{SchedulerName: tc.scheduler}).Default(create, job)
+			err := (&JobWebhook{mutator: mutator{schedulerName: tc.scheduler}}).Default(create, job)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Default() = %v, want %q", err, tc.wantErr)
@@ -104,7 +104,7 @@ func TestGPUInjection(t *testing.T) {
 				t.Errorf("warnings (-want,+got):\n%s", diff)
 			}
 			again := job.DeepCopy()
-			if err := (&JobWebhook{SchedulerName: tc.scheduler}).Default(create, again); err != nil {
+			if err := (&JobWebhook{mutator: mutator{schedulerName: tc.scheduler}}).Default(create, again); err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(job, again); diff != "" {

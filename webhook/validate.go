@@ -2,16 +2,17 @@ package webhook
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sluice-dev/sluice/annotations"
+	"github.com/sluice-dev/sluice/index"
 )
 
 var (
@@ -21,38 +22,46 @@ var (
 
 // validator holds what validation needs beyond the object itself.
 type validator struct {
-	// reader lists the other tasks of a run; nil skips the graph checks.
-	reader client.Reader
+	// tasks is the index the graph checks run against; nil skips them.
+	tasks *index.Runs
+	// exists asks the API server whether an object the index holds only
+	// from admission was really created.
+	exists index.Exists
 	// controllerUser is the controller's username: the only one that may
 	// write the controller-owned keys.
 	controllerUser string
 }
 
 // validateCreate rejects a sluice object whose keys do not parse (the
-// mutating webhook refused it already, unless it was bypassed), whose task
-// does not fit its run, or that carries controller-owned keys.
-func (v *validator) validateCreate(ctx context.Context, kind schema.GroupKind, obj metav1.Object, spec *corev1.PodSpec) (admission.Warnings, error) {
+// mutating webhook refused it already, unless it was bypassed), that carries
+// controller-owned keys, or whose task does not fit its run. An admitted task
+// enters the index at once, unless the request is a dry run.
+func (v *validator) validateCreate(ctx context.Context, s step) (admission.Warnings, error) {
+	obj := s.obj
 	if !annotations.IsSluiceObject(obj) {
 		return nil, nil
 	}
 	task, res, errs := parseStep(obj)
 	if len(errs) == 0 {
-		if _, err := mainContainer(spec, res); err != nil {
+		if _, err := mainContainer(s.spec, res); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	errs = append(errs, v.validateOwnedKeys(ctx, nil, nil, obj.GetLabels(), obj.GetAnnotations())...)
-	if len(errs) == 0 && v.reader != nil {
-		existing, err := runTasks(ctx, v.reader, task.Namespace, task.Run)
-		if err != nil {
-			return nil, apierrors.NewInternalError(err)
+	if len(errs) == 0 && v.tasks != nil {
+		conflicts, err := v.tasks.Admit(ctx, s.ref(), obj.GetUID(), task, !isDryRun(ctx), v.exists)
+		switch {
+		case errors.Is(err, index.ErrNotSynced):
+			return nil, apierrors.NewServiceUnavailable(err.Error())
+		case err != nil:
+			return nil, apierrors.NewInternalError(fmt.Errorf("checking task %q against run %s/%s: %w", task.Name, task.Namespace, task.Run, err))
 		}
-		errs = validateGraph(task, kind.Kind+" "+obj.GetNamespace()+"/"+obj.GetName(), existing)
+		errs = graphErrors(task, conflicts)
 	}
 	if len(errs) > 0 {
-		return nil, apierrors.NewInvalid(kind, obj.GetName(), errs)
+		return nil, apierrors.NewInvalid(s.kind, obj.GetName(), errs)
 	}
-	return resourceWarnings(spec, res), nil
+	return resourceWarnings(s.spec, res), nil
 }
 
 // parseStep parses the object's sluice keys and resource annotations, and
@@ -72,7 +81,7 @@ func parseStep(obj metav1.Object) (*annotations.Task, annotations.Resources, fie
 // validateUpdate rejects an update that changes a graph key: the run's graph
 // was checked and acted on with the old values, so changing them later would
 // release or hold tasks against what was applied.
-func (v *validator) validateUpdate(ctx context.Context, kind schema.GroupKind, old, obj metav1.Object, spec *corev1.PodSpec) (admission.Warnings, error) {
+func (v *validator) validateUpdate(ctx context.Context, kind schema.GroupKind, old, obj metav1.Object) (admission.Warnings, error) {
 	name := obj.GetName()
 	errs := v.validateOwnedKeys(ctx, old.GetLabels(), old.GetAnnotations(), obj.GetLabels(), obj.GetAnnotations())
 	for _, key := range annotations.GraphKeys {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluice-dev/sluice/annotations"
 	"github.com/sluice-dev/sluice/controller"
+	"github.com/sluice-dev/sluice/index"
 	"github.com/sluice-dev/sluice/webhook"
 	"github.com/sluice-dev/sluice/webhook/certs"
 )
@@ -145,7 +146,12 @@ func main() {
 			}
 		}
 		log.Info("Controller-owned keys are writable only by", "user", controllerUser)
-		if err := webhook.SetupWebhooks(mgr, webhook.Options{ControllerUsername: controllerUser, SchedulerName: schedulerName}); err != nil {
+		tasks, err := index.Setup(ctx, mgr)
+		if err != nil {
+			log.Error(err, "Unable to set up the task index")
+			os.Exit(1)
+		}
+		if err := webhook.SetupWebhooks(mgr, webhook.Options{ControllerUsername: controllerUser, SchedulerName: schedulerName, Tasks: tasks}); err != nil {
 			log.Error(err, "Unable to set up the webhooks")
 			os.Exit(1)
 		}

@@ -15,6 +15,7 @@ import (
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/sluice-dev/sluice/controller"
+	"github.com/sluice-dev/sluice/index"
 	sluicewebhook "github.com/sluice-dev/sluice/webhook"
 )
 
@@ -124,7 +126,12 @@ func (e *EnvtestEnv) startManager() error {
 		cancel()
 		return err
 	}
-	if err := sluicewebhook.SetupWebhooks(mgr, sluicewebhook.Options{ControllerUsername: who}); err != nil {
+	tasks, err := index.Setup(ctx, mgr)
+	if err != nil {
+		cancel()
+		return err
+	}
+	if err := sluicewebhook.SetupWebhooks(mgr, sluicewebhook.Options{ControllerUsername: who, Tasks: tasks}); err != nil {
 		cancel()
 		return err
 	}
@@ -146,7 +153,11 @@ func (e *EnvtestEnv) startManager() error {
 		return err
 	}
 	e.Client = c
-	return WaitForTLS(net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort)), Timeout)
+	if err := WaitForTLS(net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort)), Timeout); err != nil {
+		return err
+	}
+	// As the manager's readyz does: admission waits for the task index.
+	return wait.PollUntilContextTimeout(ctx, Interval, Timeout, true, func(context.Context) (bool, error) { return tasks.Synced(), nil })
 }
 
 // Stop stops the manager, then the apiserver.

@@ -153,6 +153,55 @@ func TestAdmissionDenials(t *testing.T) {
 			t.Fatalf("Create() error = %v, want it to contain %q", err, want)
 		}
 	})
+	t.Run("each object sees the ones created just before it", func(t *testing.T) {
+		// As the documents of one `kubectl apply -f`: no time for an informer
+		// to deliver the previous object before the next one is admitted.
+		for i := range 30 {
+			prep := fmt.Sprintf("prep-%d", i)
+			if err := env.Client.Create(ctx, utiltesting.MakeJob(prep, ns).Run("ryw").Outputs("data").Obj()); err != nil {
+				t.Fatal(err)
+			}
+			err := env.Client.Create(ctx, utiltesting.MakeJob(prep+"-copy", ns).Run("ryw").Label(annotations.TaskLabel, prep).Obj())
+			if want := `already has this task (Job ` + ns + "/" + prep + ")"; err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("duplicate of %s: Create() error = %v, want it to contain %q", prep, err, want)
+			}
+			err = env.Client.Create(ctx, utiltesting.MakeJob(fmt.Sprintf("train-%d", i), ns).Run("ryw").Inputs("m="+prep+".model").Obj())
+			if want := "declares outputs data, not \"model\""; err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("input of %s: Create() error = %v, want it to contain %q", prep, err, want)
+			}
+		}
+	})
+	t.Run("two objects of one task created at the same moment: one is refused", func(t *testing.T) {
+		for i := range 20 {
+			task := fmt.Sprintf("t-%d", i)
+			errs := make(chan error, 2)
+			for _, name := range []string{task + "-a", task + "-b"} {
+				go func() {
+					errs <- env.Client.Create(ctx, utiltesting.MakeJob(name, ns).Run("same-moment").Label(annotations.TaskLabel, task).Obj())
+				}()
+			}
+			var refused int
+			for range 2 {
+				if err := <-errs; err != nil {
+					if !strings.Contains(err.Error(), "already has this task") {
+						t.Fatal(err)
+					}
+					refused++
+				}
+			}
+			if refused != 1 {
+				t.Fatalf("task %s: %d of 2 simultaneous creates refused, want 1", task, refused)
+			}
+		}
+	})
+	t.Run("a dry run holds no task name", func(t *testing.T) {
+		if err := env.Client.Create(ctx, utiltesting.MakeJob("dry", ns).Run("dry").Obj(), client.DryRunAll); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.Create(ctx, utiltesting.MakeJob("real", ns).Run("dry").Label(annotations.TaskLabel, "dry").Obj()); err != nil {
+			t.Fatalf("Create() after a dry run of the same task = %v, want nil", err)
+		}
+	})
 	t.Run("phase forged by a user", func(t *testing.T) {
 		job := utiltesting.MakeJob("forged", ns).After("prep").Obj()
 		if err := env.Client.Create(ctx, job); err != nil {

@@ -1,0 +1,68 @@
+package annotations
+
+import (
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Facts about a Job or Pod that the webhook, the controller and the kubectl
+// plugin all need, written once.
+
+// RunOf returns the run an object belongs to, or "" when it is not a sluice
+// object. Objects the webhook mutated carry the run label; others default to
+// the pipeline name, as Parse does.
+func RunOf(obj metav1.Object) string {
+	labels := obj.GetLabels()
+	if run := labels[RunLabel]; run != "" {
+		return run
+	}
+	return labels[PipelineLabel]
+}
+
+// JobOf returns the UID of the Job that controls obj (a pod of that Job,
+// whose task is the Job), or "".
+func JobOf(obj metav1.Object) types.UID {
+	ref := metav1.GetControllerOfNoCopy(obj)
+	if ref != nil && ref.Kind == "Job" && ref.APIVersion == "batch/v1" {
+		return ref.UID
+	}
+	return ""
+}
+
+// ControlledByJob reports whether a Job controls obj: a pod of a Job is not
+// a task of its own.
+func ControlledByJob(obj metav1.Object) bool { return JobOf(obj) != "" }
+
+// HasGate reports whether a pod is held by sluice's scheduling gate.
+func HasGate(spec *corev1.PodSpec) bool {
+	return slices.ContainsFunc(spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == UpstreamGate })
+}
+
+// AddGate adds sluice's scheduling gate unless the pod already has it.
+func AddGate(spec *corev1.PodSpec) {
+	if !HasGate(spec) {
+		spec.SchedulingGates = append(spec.SchedulingGates, corev1.PodSchedulingGate{Name: UpstreamGate})
+	}
+}
+
+// RemoveGate removes sluice's scheduling gate, keeping every other gate.
+func RemoveGate(spec *corev1.PodSpec) {
+	spec.SchedulingGates = slices.DeleteFunc(slices.Clone(spec.SchedulingGates),
+		func(g corev1.PodSchedulingGate) bool { return g.Name == UpstreamGate })
+}
+
+// MainContainer returns the name of the step's main container in spec: the
+// one sluice.dev/container names, or the first. The boolean is false when
+// the named container does not exist.
+func MainContainer(obj metav1.Object, spec *corev1.PodSpec) (string, bool) {
+	if name, ok := obj.GetAnnotations()[ContainerAnnotation]; ok {
+		return name, slices.ContainsFunc(spec.Containers, func(c corev1.Container) bool { return c.Name == name })
+	}
+	if len(spec.Containers) == 0 {
+		return "", false
+	}
+	return spec.Containers[0].Name, true
+}

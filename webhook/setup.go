@@ -1,0 +1,70 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/index"
+)
+
+// Options configure the webhooks.
+type Options struct {
+	// ControllerUsername is the identity allowed to write the
+	// controller-owned keys (the manager's own, see WhoAmI).
+	ControllerUsername string
+	// SchedulerName is set on steps that would use the default scheduler
+	// (empty: leave schedulerName alone).
+	SchedulerName string
+	// Tasks is the task index the graph checks run against, fed by the
+	// manager's informers (index.Runs.Feed).
+	Tasks *index.Runs
+}
+
+// SetupWebhooks registers the Job and Pod webhooks with the manager, at
+// controller-runtime's default paths (/mutate-batch-v1-job, /mutate--v1-pod,
+// /validate-batch-v1-job, /validate--v1-pod).
+func SetupWebhooks(mgr ctrl.Manager, opts Options) error {
+	if opts.Tasks == nil {
+		return errors.New("setting up the webhooks: no task index")
+	}
+	m := mutator{schedulerName: opts.SchedulerName}
+	v := validator{tasks: opts.Tasks, exists: existsIn(mgr.GetAPIReader()), controllerUser: opts.ControllerUsername}
+	job := &JobWebhook{mutator: m, validator: v}
+	if err := ctrl.NewWebhookManagedBy(mgr, &batchv1.Job{}).WithDefaulter(job).WithValidator(job).Complete(); err != nil {
+		return fmt.Errorf("setting up the job webhook: %w", err)
+	}
+	pod := &PodWebhook{mutator: m, validator: v}
+	if err := ctrl.NewWebhookManagedBy(mgr, &corev1.Pod{}).WithDefaulter(pod).WithValidator(pod).Complete(); err != nil {
+		return fmt.Errorf("setting up the pod webhook: %w", err)
+	}
+	return nil
+}
+
+// existsIn asks the API server, not a cache, for the object's metadata.
+func existsIn(reader client.Reader) index.Exists {
+	return func(ctx context.Context, ref index.Ref) (bool, error) {
+		obj := &metav1.PartialObjectMetadata{}
+		gv := corev1.SchemeGroupVersion
+		if ref.Kind == "Job" {
+			gv = batchv1.SchemeGroupVersion
+		}
+		obj.SetGroupVersionKind(gv.WithKind(ref.Kind))
+		err := reader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, obj)
+		switch {
+		case apierrors.IsNotFound(err):
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("looking up %s: %w", ref, err)
+		}
+		return true, nil
+	}
+}

@@ -1,0 +1,95 @@
+package webhook
+
+import (
+	"context"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/sluice-dev/sluice/annotations"
+	"github.com/sluice-dev/sluice/index"
+)
+
+var (
+	jobKind = batchv1.SchemeGroupVersion.WithKind("Job").GroupKind()
+	podKind = corev1.SchemeGroupVersion.WithKind("Pod").GroupKind()
+)
+
+// step is a Job or a bare Pod as the webhooks see it: the object, the pod
+// spec its step runs, where the task labels go, and how it is held.
+type step struct {
+	kind  schema.GroupKind
+	obj   metav1.Object
+	spec  *corev1.PodSpec
+	metas []*metav1.ObjectMeta
+	hold  func()
+}
+
+func jobStep(job *batchv1.Job) step {
+	return step{
+		kind: jobKind, obj: job, spec: &job.Spec.Template.Spec,
+		metas: []*metav1.ObjectMeta{&job.ObjectMeta, &job.Spec.Template.ObjectMeta},
+		hold:  func() { job.Spec.Suspend = ptr.To(true) },
+	}
+}
+
+// podStep holds a bare Pod with sluice's scheduling gate: gates can only be
+// added at creation.
+func podStep(pod *corev1.Pod) step {
+	return step{
+		kind: podKind, obj: pod, spec: &pod.Spec,
+		metas: []*metav1.ObjectMeta{&pod.ObjectMeta},
+		hold:  func() { annotations.AddGate(&pod.Spec) },
+	}
+}
+
+func (s step) ref() index.Ref {
+	return index.Ref{Kind: s.kind.Kind, Namespace: s.obj.GetNamespace(), Name: s.obj.GetName()}
+}
+
+// mutator is the mutating side, shared by Jobs and Pods.
+type mutator struct {
+	// schedulerName, when set, is given to steps that use the default scheduler.
+	schedulerName string
+}
+
+// mutate turns a labelled object into a pipeline step on creation: it writes
+// the task labels, injects artifacts, env and resources, and holds the step
+// when it has to wait for upstream tasks.
+func (m mutator) mutate(ctx context.Context, s step) error {
+	if !annotations.IsSluiceObject(s.obj) || !isCreate(ctx) {
+		return nil
+	}
+	task, res, errs := parseStep(s.obj)
+	if len(errs) > 0 {
+		return apierrors.NewInvalid(s.kind, s.obj.GetName(), errs)
+	}
+	ctrl.LoggerFrom(ctx).V(4).Info("Mutating step", "kind", s.kind.Kind, "task", task.Name, "run", task.Run)
+	for _, meta := range s.metas {
+		setTaskLabels(meta, task)
+	}
+	if errs := mutateStep(s.spec, task, res, m.schedulerName); len(errs) > 0 {
+		return apierrors.NewInvalid(s.kind, s.obj.GetName(), errs)
+	}
+	if task.Held() {
+		s.hold()
+	}
+	return nil
+}
+
+func isCreate(ctx context.Context) bool {
+	req, err := admission.RequestFromContext(ctx)
+	return err == nil && req.Operation == admissionv1.Create
+}
+
+func isDryRun(ctx context.Context) bool {
+	req, err := admission.RequestFromContext(ctx)
+	return err == nil && ptr.Deref(req.DryRun, false)
+}
