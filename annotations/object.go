@@ -53,16 +53,3 @@ func RemoveGate(spec *corev1.PodSpec) {
 	spec.SchedulingGates = slices.DeleteFunc(slices.Clone(spec.SchedulingGates),
 		func(g corev1.PodSchedulingGate) bool { return g.Name == UpstreamGate })
 }
-
-// MainContainer returns the name of the step's main container in spec: the
-// one sluice.dev/container names, or the first. The boolean is false when
-// the named container does not exist.
-func MainContainer(obj metav1.Object, spec *corev1.PodSpec) (string, bool) {
-	if name, ok := obj.GetAnnotations()[ContainerAnnotation]; ok {
-		return name, slices.ContainsFunc(spec.Containers, func(c corev1.Container) bool { return c.Name == name })
-	}
-	if len(spec.Containers) == 0 {
-		return "", false
-	}
-	return spec.Containers[0].Name, true
-}

@@ -34,7 +34,8 @@ func main() {
 		webhookHost, certDir, metricsAddr, probeAddr     string
 		leaderNS, storageClass, artifactSize, accessMode string
 		controllerUser, schedulerName                    string
-		webhookPort, concurrency                         int
+		webhookPort, concurrency, apiBurst               int
+		apiQPS                                           float64
 		leaderElect, disableWebhooks, certRotation       bool
 		certSecret, certDNSNames                         string
 		mutatingConfig, validatingConfig                 string
@@ -58,6 +59,8 @@ func main() {
 	flag.StringVar(&controllerUser, "controller-username", "", "the only user allowed to write sluice.dev/phase, results and reason (default: the manager's own, from a SelfSubjectReview)")
 	flag.StringVar(&schedulerName, "scheduler-name", "", "schedulerName given to steps that would use the default scheduler (empty: leave it)")
 	flag.IntVar(&concurrency, "concurrent-runs", 4, "runs reconciled in parallel")
+	flag.Float64Var(&apiQPS, "kube-api-qps", -1, "client-side limit of requests per second to the API server; negative: none, the API server's priority and fairness decides (controller-runtime's default)")
+	flag.IntVar(&apiBurst, "kube-api-burst", 0, "burst of requests above --kube-api-qps (0: client-go's default when a limit is set)")
 	klog.InitFlags(nil)
 	flag.Parse()
 	ctrl.SetLogger(klog.NewKlogr())
@@ -116,7 +119,13 @@ func main() {
 	req, _ = labels.NewRequirement(annotations.RunLabel, selection.Exists, nil)
 	runVolumes = runVolumes.Add(*req)
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS, cfg.Burst = float32(apiQPS), apiBurst
+	if apiQPS == 0 {
+		log.Error(nil, "Invalid --kube-api-qps 0: it would allow no request; use a negative value for no client-side limit")
+		os.Exit(2)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		// Only sluice objects are cached: the controller never needs the
 		// rest of the cluster's Jobs, Pods and claims.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
