@@ -36,17 +36,33 @@ func SetupWebhooks(mgr ctrl.Manager, opts Options) error {
 	if opts.Tasks == nil {
 		return errors.New("setting up the webhooks: no task index")
 	}
-	m := mutator{schedulerName: opts.SchedulerName}
-	v := validator{tasks: opts.Tasks, exists: existsIn(mgr.GetAPIReader()), controllerUser: opts.ControllerUsername}
-	job := &JobWebhook{mutator: m, validator: v}
+	exists := existsIn(mgr.GetAPIReader())
+	job := NewJobWebhook(opts, exists)
 	if err := ctrl.NewWebhookManagedBy(mgr, &batchv1.Job{}).WithDefaulter(job).WithValidator(job).Complete(); err != nil {
 		return fmt.Errorf("setting up the job webhook: %w", err)
 	}
-	pod := &PodWebhook{mutator: m, validator: v}
+	pod := NewPodWebhook(opts, exists)
 	if err := ctrl.NewWebhookManagedBy(mgr, &corev1.Pod{}).WithDefaulter(pod).WithValidator(pod).Complete(); err != nil {
 		return fmt.Errorf("setting up the pod webhook: %w", err)
 	}
 	return nil
+}
+
+// NewJobWebhook returns the Job webhook; exists looks up objects the index
+// holds only from admission (nil: never).
+func NewJobWebhook(opts Options, exists index.Exists) *JobWebhook {
+	return &JobWebhook{mutator: newMutator(opts), validator: newValidator(opts, exists)}
+}
+
+// NewPodWebhook returns the Pod webhook, as NewJobWebhook.
+func NewPodWebhook(opts Options, exists index.Exists) *PodWebhook {
+	return &PodWebhook{mutator: newMutator(opts), validator: newValidator(opts, exists)}
+}
+
+func newMutator(opts Options) mutator { return mutator{schedulerName: opts.SchedulerName} }
+
+func newValidator(opts Options, exists index.Exists) validator {
+	return validator{tasks: opts.Tasks, exists: exists, controllerUser: opts.ControllerUsername}
 }
 
 // existsIn asks the API server, not a cache, for the object's metadata.
