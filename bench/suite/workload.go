@@ -87,7 +87,7 @@ func objectName(s step) string { return s.run + "-" + s.name }
 func podSpec(schedulerName string) corev1.PodSpec {
 	return corev1.PodSpec{
 		RestartPolicy: corev1.RestartPolicyNever, SchedulerName: schedulerName,
-		AutomountServiceAccountToken: ptr.To(false),
+		AutomountServiceAccountToken:  ptr.To(false),
 		TerminationGracePeriodSeconds: ptr.To[int64](0),
 		Containers:                    []corev1.Container{{Name: "main", Image: "localhost/sluice/busybox:dev"}},
 	}
