@@ -303,9 +303,10 @@ func (cl *cluster) measure(ctx context.Context, bench string, c contender, w wor
 			return m, err
 		}
 	}
-	factory.Start(ctx.Done())
-	factory.WaitForCacheSync(ctx.Done())
-	defer factory.Shutdown()
+	informersCtx, stopInformers := context.WithCancel(ctx)
+	factory.Start(informersCtx.Done())
+	factory.WaitForCacheSync(informersCtx.Done())
+	defer func() { stopInformers(); factory.Shutdown() }()
 
 	writesBefore, _ := cl.managerWrites()
 	rss := cl.sampleRSS(ctx)
