@@ -111,6 +111,12 @@ test-integration: tools
 test-e2e: tools build images
 	$(GOTEST_STATIC) -count=1 -timeout 30m ./e2e/cluster/...
 
+## bench: speed and scale benchmarks on the local cluster (started if needed), not part of make test:
+## prints a markdown table and writes bench/out/results.json (BENCH_SCALE=large: fan1000 is 1 -> 10,000 -> 1)
+.PHONY: bench
+bench: dev-up
+	$(GO) run ./bench/suite
+
 ## verify: formatting, vet, and a tidy go.mod
 .PHONY: verify
 verify:

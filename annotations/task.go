@@ -58,6 +58,15 @@ func (t *Task) Held() bool {
 	return len(t.After) > 0 || len(t.Inputs) > 0 || t.When != ""
 }
 
+// InitialPhase is the phase a task is created in (the mutating webhook
+// labels it so): Waiting while it is held, else Running.
+func (t *Task) InitialPhase() Phase {
+	if t.Held() {
+		return PhaseWaiting
+	}
+	return PhaseRunning
+}
+
 // RunKey identifies a run across namespaces.
 func (t *Task) RunKey() string { return t.Namespace + "/" + t.Run }
 

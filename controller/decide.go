@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,13 +19,12 @@ type decision struct {
 // releaseOrSkip is the decision to start a task whose trigger is satisfied; a
 // `when` condition, evaluated over the upstreams' phases and results, can
 // still turn it into Skipped (false) or Failed (cannot be evaluated).
-func releaseOrSkip(task *annotations.Task, ups map[string]*taskState, reason string) decision {
+func releaseOrSkip(task *annotations.Task, ups map[string]*taskState, reason string, when *annotations.When, whenErr error) decision {
 	if task.When == "" {
 		return decision{phase: annotations.PhaseRunning, release: true, reason: reason}
 	}
-	when, err := annotations.CompileWhen(task.When, task.Upstreams())
-	if err != nil {
-		return decision{phase: annotations.PhaseFailed, reason: oneLine(err.Error())}
+	if whenErr != nil {
+		return decision{phase: annotations.PhaseFailed, reason: oneLine(whenErr.Error())}
 	}
 	in := map[string]annotations.TaskResult{}
 	for name, s := range ups {
@@ -45,7 +45,10 @@ func releaseOrSkip(task *annotations.Task, ups map[string]*taskState, reason str
 // upstream that exists; a missing one is waited for (tasks may be applied in
 // any order), unless it is known to have been deleted before it finished:
 // that counts as a failure.
-func decide(task *annotations.Task, ups map[string]*taskState, deleted func(string) bool) decision {
+//
+// when is the task's compiled condition (nil without one), whenErr why it
+// does not compile.
+func decide(task *annotations.Task, ups map[string]*taskState, deleted func(string) bool, when *annotations.When, whenErr error) decision {
 	var missing, pending, succeeded, failed, skipped []string
 	for _, name := range task.Upstreams() {
 		s, ok := ups[name]
@@ -64,15 +67,15 @@ func decide(task *annotations.Task, ups map[string]*taskState, deleted func(stri
 			pending = append(pending, name)
 		}
 	}
+	// A task waiting for upstreams that run says nothing (their phases say
+	// it, and a join would otherwise be rewritten as each one finishes); one
+	// waiting for upstreams that do not exist says so: that wait may be
+	// forever.
 	waiting := func() decision {
-		var parts []string
-		if len(pending) > 0 {
-			parts = append(parts, "waiting for "+list(pending))
-		}
 		if len(missing) > 0 {
-			parts = append(parts, "waiting for "+list(missing)+" to be created")
+			return decision{phase: annotations.PhaseWaiting, reason: oneLine("waiting for " + list(missing) + " to be created")}
 		}
-		return decision{phase: annotations.PhaseWaiting, reason: strings.Join(parts, "; ")}
+		return decision{phase: annotations.PhaseWaiting}
 	}
 	allDone := len(missing) == 0 && len(pending) == 0
 
@@ -81,10 +84,10 @@ func decide(task *annotations.Task, ups map[string]*taskState, deleted func(stri
 		if !allDone {
 			return waiting()
 		}
-		return releaseOrSkip(task, ups, "released: upstreams done ("+list(task.Upstreams())+")")
+		return releaseOrSkip(task, ups, "released: upstreams done ("+list(task.Upstreams())+")", when, whenErr)
 	case annotations.TriggerAnyFailed:
 		if len(failed) > 0 {
-			return releaseOrSkip(task, ups, "released: upstream "+list(failed)+" failed")
+			return releaseOrSkip(task, ups, "released: upstream "+list(failed)+" failed", when, whenErr)
 		}
 		if !allDone {
 			return waiting()
@@ -100,12 +103,18 @@ func decide(task *annotations.Task, ups map[string]*taskState, deleted func(stri
 		if !allDone {
 			return waiting()
 		}
-		return releaseOrSkip(task, ups, "released: upstreams succeeded ("+list(succeeded)+")")
+		return releaseOrSkip(task, ups, "released: upstreams succeeded ("+list(succeeded)+")", when, whenErr)
 	}
 }
 
+// list names tasks in a reason: sorted, and the first ten of a long list
+// with the count of the rest.
 func list(names []string) string {
+	const shown = 10
 	names = slices.Clone(names)
 	slices.Sort(names)
+	if len(names) > shown {
+		return strings.Join(names[:shown], ", ") + fmt.Sprintf(" and %d more", len(names)-shown)
+	}
 	return strings.Join(names, ", ")
 }

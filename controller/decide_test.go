@@ -37,11 +37,11 @@ func TestDecide(t *testing.T) {
 		},
 		"one running waits": {
 			ups:  map[string]*taskState{"a": st(S), "b": st(R)},
-			want: decision{phase: W, reason: "waiting for b"},
+			want: decision{phase: W},
 		},
 		"not yet created waits": {
 			ups:  map[string]*taskState{"a": st(W)},
-			want: decision{phase: W, reason: "waiting for a; waiting for b to be created"},
+			want: decision{phase: W, reason: "waiting for b to be created"},
 		},
 		"an upstream deleted before it finished counts as failed": {
 			deleted: "b",
@@ -63,7 +63,7 @@ func TestDecide(t *testing.T) {
 		"all-done waits for every upstream": {
 			trigger: annotations.TriggerAllDone,
 			ups:     map[string]*taskState{"a": st(F), "b": st(R)},
-			want:    decision{phase: W, reason: "waiting for b"},
+			want:    decision{phase: W},
 		},
 		"all-done runs after a failure": {
 			trigger: annotations.TriggerAllDone,
@@ -93,7 +93,7 @@ func TestDecide(t *testing.T) {
 		"when is not evaluated while upstreams run": {
 			when: "tasks.a.results.accuracy >= 0.9",
 			ups:  map[string]*taskState{"a": st(S), "b": st(R)},
-			want: decision{phase: W, reason: "waiting for b"},
+			want: decision{phase: W},
 		},
 		"when over a failed upstream with all-done": {
 			trigger: annotations.TriggerAllDone,
@@ -114,7 +114,12 @@ func TestDecide(t *testing.T) {
 				trigger = annotations.TriggerAllSucceeded
 			}
 			task := &annotations.Task{Name: "d", After: []string{"a", "b"}, Trigger: trigger, When: tc.when}
-			got := decide(task, tc.ups, func(up string) bool { return tc.deleted == up })
+			var when *annotations.When
+			var whenErr error
+			if tc.when != "" {
+				when, whenErr = annotations.CompileWhen(tc.when, task.Upstreams())
+			}
+			got := decide(task, tc.ups, func(up string) bool { return tc.deleted == up }, when, whenErr)
 			if tc.want.reason == "" && got.phase == F {
 				const prefix = `sluice.dev/when "tasks.a.results.accuracy >= 0.9" could not be evaluated: `
 				if !strings.HasPrefix(got.reason, prefix) {

@@ -25,13 +25,27 @@ func IndexByRun(obj client.Object) []string {
 	return nil
 }
 
-// SetupIndexes adds the run index for Jobs and Pods to the indexer; tests
-// call it on the fake client builder's indexer too.
+// JobIndex indexes Pods by the UID of the Job that controls them.
+const JobIndex = "sluice.dev/job-uid"
+
+// IndexByJob is the Job index function, also usable with the fake client.
+func IndexByJob(obj client.Object) []string {
+	if uid := annotations.JobOf(obj); uid != "" {
+		return []string{string(uid)}
+	}
+	return nil
+}
+
+// SetupIndexes adds the run index for Jobs and Pods, and the Job index for
+// Pods, to the indexer; tests call it on the fake client builder's indexer too.
 func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	for _, obj := range []client.Object{&batchv1.Job{}, &corev1.Pod{}} {
 		if err := indexer.IndexField(ctx, obj, RunIndex, IndexByRun); err != nil {
 			return fmt.Errorf("indexing %T by run: %w", obj, err)
 		}
+	}
+	if err := indexer.IndexField(ctx, &corev1.Pod{}, JobIndex, IndexByJob); err != nil {
+		return fmt.Errorf("indexing pods by job: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -13,12 +14,16 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -47,6 +52,13 @@ type RunReconciler struct {
 	opts     Options
 	now      func() time.Time
 	deleted  *deletedTasks
+	inbox    *inbox
+
+	mu     sync.Mutex
+	models map[types.NamespacedName]*runModel
+	// ended are the runs whose end this process recorded or saw: deleting
+	// their objects later does not end them again.
+	ended map[types.NamespacedName]bool
 }
 
 // NewRunReconciler returns a reconciler using the given client and recorder.
@@ -54,7 +66,8 @@ func NewRunReconciler(c client.Client, recorder events.EventRecorder, opts Optio
 	if opts.ArtifactSize.IsZero() {
 		opts.ArtifactSize = resource.MustParse("1Gi")
 	}
-	return &RunReconciler{client: c, recorder: recorder, opts: opts, now: time.Now, deleted: newDeletedTasks()}
+	return &RunReconciler{client: c, recorder: recorder, opts: opts, now: time.Now, deleted: newDeletedTasks(), inbox: newInbox(),
+		models: map[types.NamespacedName]*runModel{}, ended: map[types.NamespacedName]bool{}}
 }
 
 // SetupWithManager registers the indexes, metrics and the controller.
@@ -64,9 +77,9 @@ func (r *RunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 	}
 	registerMetrics(mgr.GetCache())
 	sluiceOnly := builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool { return annotations.RunOf(obj) != "" }))
-	toRun := r.deleted.handler(handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+	toRun := r.deleted.handler(r.touching(handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: annotations.RunOf(obj)}}}
-	}))
+	})))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("sluice-run").
 		Watches(&batchv1.Job{}, toRun, sluiceOnly).
@@ -75,138 +88,402 @@ func (r *RunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 		Complete(r)
 }
 
-// Reconcile brings every task of one run up to date.
+// touching notes, before the run is enqueued, which task an event is about.
+func (r *RunReconciler) touching(inner handler.EventHandler) handler.EventHandler {
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.inbox.touch(e.Object)
+			inner.Create(ctx, e, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.inbox.touch(e.ObjectNew)
+			inner.Update(ctx, e, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.inbox.touch(e.Object)
+			inner.Delete(ctx, e, q)
+		},
+		GenericFunc: func(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.inbox.touch(e.Object)
+			inner.Generic(ctx, e, q)
+		},
+	}
+}
+
+// Reconcile brings a run up to date with what changed since its last
+// reconcile: observe the touched tasks, decide the waiting tasks they can
+// affect (themselves and their direct downstream, and further down only
+// where a decision finished a task), act with one patch per task that
+// changed, and record the run's end once every task finished.
 func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	log := ctrl.LoggerFrom(ctx).WithValues("run", req.Name)
 	ctx = ctrl.LoggerInto(ctx, log)
+	key := req.NamespacedName
 
-	states, err := r.observe(ctx, req.Namespace, req.Name)
+	m, touched, err := r.model(ctx, key)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if len(states) == 0 {
-		return reconcile.Result{}, nil
-	}
-	tasks := make([]*annotations.Task, 0, len(states))
-	for _, name := range slices.Sorted(maps.Keys(states)) {
-		tasks = append(tasks, states[name].task)
-	}
-	graph, problems := annotations.NewGraph(tasks)
-	for _, p := range problems {
-		log.Info("Run graph is broken; affected tasks wait until it is fixed", "problem", p.Error())
-	}
-	if err := r.ensureVolume(ctx, req.Namespace, req.Name, tasks); err != nil {
+	changed, wake, err := r.observe(ctx, key, m, touched)
+	if err != nil {
 		return reconcile.Result{}, err
 	}
-	// A cycle slips past admission only when its tasks were admitted at the
-	// same moment (or by two replicas): they can never run, so they fail,
-	// and their downstream follows the failure rules.
-	order, cycles := graph.Schedule()
-
-	var conflicts bool
-	for _, name := range order {
-		s := states[name]
-		before := recordedPhase(s.object())
-		if cycle, onCycle := cycles[name]; onCycle && s.phase == annotations.PhaseWaiting {
-			s.phase, s.reason = annotations.PhaseFailed, oneLine("on a dependency cycle: "+strings.Join(cycle, " -> "))
-		}
-		if s.phase == annotations.PhaseWaiting {
-			ups := map[string]*taskState{}
-			for _, up := range s.task.Upstreams() {
-				if u, ok := states[up]; ok {
-					ups[up] = u
-				}
-			}
-			d := decide(s.task, ups, func(up string) bool { return r.deleted.has(req.Namespace, req.Name, up) })
-			s.phase, s.reason = d.phase, d.reason
-			if d.release {
-				if err := r.release(ctx, s, ups); err != nil {
-					if apierrors.IsConflict(err) {
-						conflicts = true
-						continue
-					}
-					return reconcile.Result{}, err
-				}
-				continue
-			}
-		}
-		if before == s.phase && s.phase.Finished() {
-			// The outcome was recorded with its reason (which may say that the
-			// results did not parse); later status changes, such as the Job's
-			// own Complete condition after its pod succeeded, do not rewrite it.
-			s.reason = s.object().GetAnnotations()[annotations.ReasonAnnotation]
-		}
-		json, resultsErr := collectResults(s, s.pods)
-		s.resultsJSON = json
-		if resultsErr != nil {
-			s.reason = oneLine(s.reason + "; " + resultsErr.Error())
-		}
-		if err := r.record(ctx, s); err != nil {
-			if apierrors.IsConflict(err) {
-				conflicts = true
-				continue
-			}
-			return reconcile.Result{}, err
-		}
-		if resultsErr != nil && json != "" {
-			r.recorder.Eventf(s.object(), nil, corev1.EventTypeWarning, "BadResults", "Observe", "%s", resultsErr.Error())
-		}
+	if len(m.nodes) == 0 {
+		r.mu.Lock()
+		delete(r.models, key)
+		delete(r.ended, key) // its objects are gone: a new run of that name is a new run
+		r.mu.Unlock()
+		return reconcile.Result{}, nil
 	}
-	if !conflicts {
-		if err := r.recordRunEnd(ctx, req.Namespace, req.Name, states); err != nil {
-			if !apierrors.IsConflict(err) {
+	if err := r.ensureVolumeOf(ctx, key, m); err != nil {
+		return reconcile.Result{}, err
+	}
+	// What was observed is recorded first, so that an upstream's outcome
+	// reads before the decisions it causes.
+	conflicts := false
+	for _, name := range slices.Sorted(maps.Keys(changed)) {
+		if n := m.nodes[name]; n != nil && n.state.phase != annotations.PhaseWaiting {
+			if conflicts, err = r.recordOrConflict(ctx, n.state, conflicts); err != nil {
 				return reconcile.Result{}, err
 			}
+		}
+	}
+	if conflicts, err = r.decideAll(ctx, key, m, wake, conflicts); err != nil {
+		return reconcile.Result{}, err
+	}
+	if !conflicts && m.unfinished == 0 {
+		done, err := r.recordRunEnd(ctx, key.Namespace, key.Name, m)
+		switch {
+		case apierrors.IsConflict(err):
 			conflicts = true
+		case err != nil:
+			return reconcile.Result{}, err
+		case done:
+			r.mu.Lock()
+			r.ended[key] = true
+			delete(r.models, key) // rebuilt from the cache if anything happens later
+			r.mu.Unlock()
 		}
 	}
 	if conflicts {
-		// Someone changed a task while we decided; decide again on fresh objects.
+		// Someone changed a task while we decided; look at it again on a
+		// fresh object.
+		r.mu.Lock()
+		delete(r.models, key)
+		r.mu.Unlock()
 		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
 	}
 	return reconcile.Result{}, nil
 }
 
-// observe reads every task of the run, keyed by task name.
-func (r *RunReconciler) observe(ctx context.Context, ns, run string) (map[string]*taskState, error) {
-	log := ctrl.LoggerFrom(ctx)
+// model returns the run's model and the tasks touched since the last
+// reconcile; a run seen for the first time (or again after its model was
+// dropped) is read from the cache in full.
+func (r *RunReconciler) model(ctx context.Context, key types.NamespacedName) (*runModel, map[string]taskRef, error) {
+	touched := r.inbox.drain(key)
+	r.mu.Lock()
+	m := r.models[key]
+	r.mu.Unlock()
+	if m != nil {
+		return m, touched, nil
+	}
 	var jobs batchv1.JobList
-	if err := r.client.List(ctx, &jobs, client.InNamespace(ns), client.MatchingFields{RunIndex: run}); err != nil {
-		return nil, fmt.Errorf("listing jobs of run %s/%s: %w", ns, run, err)
+	if err := r.client.List(ctx, &jobs, client.InNamespace(key.Namespace), client.MatchingFields{RunIndex: key.Name}); err != nil {
+		return nil, nil, fmt.Errorf("listing jobs of run %s: %w", key, err)
 	}
 	var pods corev1.PodList
-	if err := r.client.List(ctx, &pods, client.InNamespace(ns), client.MatchingFields{RunIndex: run}); err != nil {
-		return nil, fmt.Errorf("listing pods of run %s/%s: %w", ns, run, err)
+	if err := r.client.List(ctx, &pods, client.InNamespace(key.Namespace), client.MatchingFields{RunIndex: key.Name}); err != nil {
+		return nil, nil, fmt.Errorf("listing pods of run %s: %w", key, err)
 	}
-	podsOfJob := map[types.UID][]*corev1.Pod{}
-	states := map[string]*taskState{}
-	add := func(obj client.Object, observe func(*annotations.Task) *taskState) {
-		task, errs := annotations.Parse(obj)
-		if len(errs) > 0 {
-			log.Info("Ignoring object with invalid sluice keys", "object", klogRef(obj), "errors", errs.ToAggregate().Error())
-			return
-		}
-		if prev, dup := states[task.Name]; dup {
-			log.Info("Ignoring object: its task name is taken in this run", "object", klogRef(obj), "task", task.Name, "holder", klogRef(prev.object()))
-			return
-		}
-		states[task.Name] = observe(task)
-	}
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if uid := annotations.JobOf(p); uid != "" {
-			podsOfJob[uid] = append(podsOfJob[uid], p)
+	all := map[string]taskRef{}
+	for _, obj := range append(objects(pods.Items), objects(jobs.Items)...) {
+		if annotations.ControlledByJob(obj) {
 			continue
 		}
-		if p.DeletionTimestamp == nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-			add(p, func(t *annotations.Task) *taskState { return observePod(t, p) })
+		t, errs := annotations.Parse(obj)
+		if len(errs) > 0 {
+			continue
+		}
+		if _, dup := all[t.Name]; !dup {
+			all[t.Name] = taskRef{job: isJob(obj), name: obj.GetName()}
 		}
 	}
-	for i := range jobs.Items {
-		j := &jobs.Items[i]
-		add(j, func(t *annotations.Task) *taskState { return observeJob(t, j, podsOfJob[j.UID]) })
+	for name, ref := range touched {
+		if _, ok := all[name]; !ok {
+			all[name] = ref // deleted since: observe forgets it
+		}
 	}
-	return states, nil
+	m = newRunModel()
+	r.mu.Lock()
+	r.models[key] = m
+	r.mu.Unlock()
+	return m, all, nil
+}
+
+func objects[T any, PT interface {
+	*T
+	client.Object
+}](items []T) []client.Object {
+	out := make([]client.Object, len(items))
+	for i := range items {
+		out[i] = PT(&items[i])
+	}
+	return out
+}
+
+// observe reads the touched tasks from the cache into the model. It returns
+// the tasks whose state must be recorded, and the waiting tasks that must be
+// decided.
+func (r *RunReconciler) observe(ctx context.Context, key types.NamespacedName, m *runModel, touched map[string]taskRef) (changed, wake map[string]bool, err error) {
+	log := ctrl.LoggerFrom(ctx)
+	changed, wake = map[string]bool{}, map[string]bool{}
+	var added []*node
+	for _, name := range slices.Sorted(maps.Keys(touched)) {
+		ref := touched[name]
+		n := m.nodes[name]
+		if n != nil && n.ref != ref {
+			log.Info("Ignoring object: its task name is taken in this run", "object", refString(key.Namespace, ref), "task", name, "holder", refString(key.Namespace, n.ref))
+			continue
+		}
+		obj, err := r.get(ctx, key.Namespace, ref)
+		if err != nil {
+			return nil, nil, err
+		}
+		if obj == nil {
+			if n != nil {
+				m.remove(name)
+				r.wakeDownstream(m, name, wake)
+			}
+			continue
+		}
+		if annotations.RunOf(obj) != key.Name {
+			continue
+		}
+		if n != nil && n.uid != obj.GetUID() {
+			m.remove(name) // created again under the same name
+			n = nil
+		}
+		var task *annotations.Task
+		if n != nil {
+			task = n.task
+		} else {
+			var errs field.ErrorList
+			if task, errs = annotations.Parse(obj); len(errs) > 0 {
+				log.Info("Ignoring object with invalid sluice keys", "object", klog.KObj(obj), "errors", errs.ToAggregate().Error())
+				continue
+			}
+			if task.Name != name {
+				continue
+			}
+		}
+		s, err := r.observeTask(ctx, task, obj)
+		if err != nil {
+			return nil, nil, err
+		}
+		if n == nil {
+			n = &node{ref: ref, uid: obj.GetUID(), task: task, state: s}
+			m.add(n)
+			added = append(added, n)
+		} else {
+			before := n.state.phase
+			m.observed(n, s)
+			if before != s.phase {
+				r.wakeDownstream(m, name, wake)
+			}
+		}
+		changed[name] = true
+		if s.phase == annotations.PhaseWaiting {
+			wake[name] = true
+		}
+	}
+	if len(added) > 1 && len(added) > len(m.nodes)/2 {
+		m.markCycles() // most of the run is new (a start): one pass over the graph
+	} else {
+		for _, n := range added {
+			m.markCycle(n)
+		}
+	}
+	for _, n := range added {
+		for _, name := range n.cycle {
+			wake[name] = true
+		}
+		// Tasks applied before this one waited for it to be created, and
+		// said so in their reason.
+		for _, d := range m.down[n.task.Name] {
+			if dn := m.nodes[d]; dn != nil && dn.state.phase == annotations.PhaseWaiting &&
+				(dn.state.object().GetAnnotations()[annotations.ReasonAnnotation] != "" || finished(n.state)) {
+				wake[d] = true
+			}
+		}
+		if finished(n.state) {
+			r.wakeDownstream(m, n.task.Name, wake)
+		}
+	}
+	return changed, wake, nil
+}
+
+// wakeDownstream adds the waiting tasks that name's new state can decide: a
+// failure or skip decides at once, a success only once it was the last
+// upstream to finish. A join over thousands of tasks is thus decided once,
+// not once per upstream.
+func (r *RunReconciler) wakeDownstream(m *runModel, name string, wake map[string]bool) {
+	n := m.nodes[name]
+	succeeded := n != nil && n.state.phase == annotations.PhaseSucceeded
+	for _, d := range m.down[name] {
+		dn := m.nodes[d]
+		if dn == nil || dn.state.phase != annotations.PhaseWaiting {
+			continue
+		}
+		if !succeeded || dn.pendingUps == 0 {
+			wake[d] = true
+		}
+	}
+}
+
+// get reads a task's object from the cache; nil when it is gone.
+func (r *RunReconciler) get(ctx context.Context, ns string, ref taskRef) (client.Object, error) {
+	var obj client.Object = &corev1.Pod{}
+	if ref.job {
+		obj = &batchv1.Job{}
+	}
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.name}, obj)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading %s: %w", refString(ns, ref), err)
+	}
+	if p, ok := obj.(*corev1.Pod); ok && p.DeletionTimestamp != nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+		return nil, nil // a bare Pod on its way out counts as gone
+	}
+	return obj, nil
+}
+
+// observeTask derives a task's state from its object (and a Job's pods),
+// with the results it recorded or that its pod left.
+func (r *RunReconciler) observeTask(ctx context.Context, task *annotations.Task, obj client.Object) (*taskState, error) {
+	var s *taskState
+	switch o := obj.(type) {
+	case *batchv1.Job:
+		var pods corev1.PodList
+		if err := r.client.List(ctx, &pods, client.InNamespace(o.Namespace), client.MatchingFields{JobIndex: string(o.UID)}); err != nil {
+			return nil, fmt.Errorf("listing pods of job %s: %w", klog.KObj(o), err)
+		}
+		list := make([]*corev1.Pod, len(pods.Items))
+		for i := range pods.Items {
+			list[i] = &pods.Items[i]
+		}
+		s = observeJob(task, o, list)
+	case *corev1.Pod:
+		s = observePod(task, o)
+	}
+	if recordedPhase(obj) == s.phase && s.phase.Finished() {
+		// The outcome was recorded with its reason (which may say that the
+		// results did not parse); later status changes, such as the Job's
+		// own Complete condition after its pod succeeded, do not rewrite it.
+		s.reason = obj.GetAnnotations()[annotations.ReasonAnnotation]
+	}
+	json, err := collectResults(s, s.pods)
+	s.resultsJSON = json
+	if err != nil {
+		s.reason = oneLine(s.reason + "; " + err.Error())
+		if json != "" {
+			s.resultsErr = err // an Event says so once the results are recorded
+		}
+	}
+	return s, nil
+}
+
+// recordOrConflict records a task's state; a conflict is not an error, it
+// makes the run be looked at again.
+func (r *RunReconciler) recordOrConflict(ctx context.Context, s *taskState, conflicts bool) (bool, error) {
+	err := r.record(ctx, s)
+	if apierrors.IsConflict(err) {
+		return true, nil
+	}
+	return conflicts, err
+}
+
+// decideAll decides the woken waiting tasks, releasing those whose trigger
+// and condition hold, and records each decision. A decision that finishes a
+// task (skipped, upstream failed) wakes its own downstream, so a failure
+// runs down the graph in one reconcile.
+func (r *RunReconciler) decideAll(ctx context.Context, key types.NamespacedName, m *runModel, wake map[string]bool, conflicts bool) (bool, error) {
+	queue := slices.Sorted(maps.Keys(wake))
+	for len(queue) > 0 {
+		name := queue[0]
+		queue = queue[1:]
+		n := m.nodes[name]
+		if n == nil || n.state.phase != annotations.PhaseWaiting {
+			continue
+		}
+		var d decision
+		ups := m.upstreams(n)
+		switch {
+		case n.cycle != nil:
+			d = decision{phase: annotations.PhaseFailed, reason: oneLine("on a dependency cycle: " + strings.Join(n.cycle, " -> "))}
+		default:
+			d = decide(n.task, ups, func(up string) bool { return r.deleted.has(key.Namespace, key.Name, up) }, n.when, n.whenErr)
+		}
+		s := n.state
+		if d.phase == annotations.PhaseWaiting {
+			s.reason = d.reason
+			var err error
+			if conflicts, err = r.recordOrConflict(ctx, s, conflicts); err != nil {
+				return false, err
+			}
+			continue
+		}
+		next := *s
+		next.phase, next.reason = d.phase, d.reason
+		var err error
+		if d.release {
+			err = r.release(ctx, &next, ups)
+		} else {
+			err = r.record(ctx, &next)
+		}
+		if apierrors.IsConflict(err) {
+			conflicts = true
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		m.observed(n, &next)
+		if next.phase.Finished() {
+			before := len(queue)
+			w := map[string]bool{}
+			r.wakeDownstream(m, name, w)
+			queue = append(queue, slices.Sorted(maps.Keys(w))...)
+			slices.Sort(queue[before:])
+		}
+	}
+	return conflicts, nil
+}
+
+// ensureVolumeOf creates the run's artifact volume the first time a task
+// that needs one is seen.
+func (r *RunReconciler) ensureVolumeOf(ctx context.Context, key types.NamespacedName, m *runModel) error {
+	if m.volume || !m.needsVolume {
+		return nil
+	}
+	var tasks []*annotations.Task
+	for _, name := range slices.Sorted(maps.Keys(m.nodes)) {
+		tasks = append(tasks, m.nodes[name].task)
+	}
+	if err := r.ensureVolume(ctx, key.Namespace, key.Name, tasks); err != nil {
+		return err
+	}
+	m.volume = true
+	return nil
+}
+
+func refString(ns string, ref taskRef) string {
+	kind := "Pod"
+	if ref.job {
+		kind = "Job"
+	}
+	return kind + " " + ns + "/" + ref.name
 }
 
 // release starts a waiting task: it unsuspends the Job or removes sluice's
@@ -223,7 +500,7 @@ func (r *RunReconciler) release(ctx context.Context, s *taskState, ups map[strin
 		annotations.RemoveGate(&s.pod.Spec)
 	}
 	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("releasing %s: %w", klogRef(obj), err)
+		return fmt.Errorf("releasing %s: %w", klog.KObj(obj), err)
 	}
 	var last time.Time
 	for _, u := range ups {
@@ -236,7 +513,7 @@ func (r *RunReconciler) release(ctx context.Context, s *taskState, ups map[strin
 	}
 	releases.Inc()
 	decisions.WithLabelValues(string(s.phase)).Inc()
-	ctrl.LoggerFrom(ctx).V(2).Info("Released task", "object", klogRef(obj), "task", s.task.Name, "reason", s.reason)
+	ctrl.LoggerFrom(ctx).V(2).Info("Released task", "object", klog.KObj(obj), "task", s.task.Name, "reason", s.reason)
 	r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Released", "Release", "%s", s.reason)
 	return nil
 }
@@ -248,6 +525,9 @@ func (r *RunReconciler) record(ctx context.Context, s *taskState) error {
 	if recordedPhase(obj) == s.phase && obj.GetAnnotations()[annotations.ReasonAnnotation] == s.reason && s.resultsJSON == "" {
 		return nil
 	}
+	if s.early {
+		return nil
+	}
 	patchBase := obj.DeepCopyObject().(client.Object)
 	changed := recordedPhase(obj) != s.phase
 	setPhase(obj, s.phase, s.reason)
@@ -255,13 +535,20 @@ func (r *RunReconciler) record(ctx context.Context, s *taskState) error {
 		obj.GetAnnotations()[annotations.ResultsAnnotation] = s.resultsJSON
 	}
 	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("recording phase %s of %s: %w", s.phase, klogRef(obj), err)
+		return fmt.Errorf("recording phase %s of %s: %w", s.phase, klog.KObj(obj), err)
 	}
+	s.resultsJSON = "" // recorded
+	defer func() {
+		if s.resultsErr != nil {
+			r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "BadResults", "Observe", "%s", s.resultsErr.Error())
+			s.resultsErr = nil
+		}
+	}()
 	if !changed {
 		return nil
 	}
 	decisions.WithLabelValues(string(s.phase)).Inc()
-	ctrl.LoggerFrom(ctx).V(2).Info("Task phase changed", "object", klogRef(obj), "task", s.task.Name, "phase", s.phase, "reason", s.reason)
+	ctrl.LoggerFrom(ctx).V(2).Info("Task phase changed", "object", klog.KObj(obj), "task", s.task.Name, "phase", s.phase, "reason", s.reason)
 	switch s.phase {
 	case annotations.PhaseUpstreamFailed:
 		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "UpstreamFailed", "Hold", "%s; the task will not run", s.reason)
@@ -279,17 +566,24 @@ func (r *RunReconciler) record(ctx context.Context, s *taskState) error {
 // the task that finished last with sluice.dev/run-outcome, and, when that
 // patch lands, emits an Event on it and counts the run. The mark is the
 // record that the run's end was reported, so it is reported exactly once,
-// whatever the restarts, conflicts or stale caches.
-func (r *RunReconciler) recordRunEnd(ctx context.Context, ns, run string, states map[string]*taskState) error {
+// whatever the restarts, conflicts or stale caches. It returns true once
+// the end is recorded (now or before).
+func (r *RunReconciler) recordRunEnd(ctx context.Context, ns, run string, m *runModel) (bool, error) {
+	r.mu.Lock()
+	ended := r.ended[types.NamespacedName{Namespace: ns, Name: run}]
+	r.mu.Unlock()
+	if ended {
+		return true, nil
+	}
 	counts := map[annotations.Phase]int{}
 	var last *taskState
-	for _, name := range slices.Sorted(maps.Keys(states)) {
-		s := states[name]
+	for _, name := range slices.Sorted(maps.Keys(m.nodes)) {
+		s := m.nodes[name].state
 		if !s.phase.Finished() || recordedPhase(s.object()) != s.phase {
-			return nil
+			return false, nil
 		}
 		if _, done := s.object().GetAnnotations()[annotations.RunOutcomeAnnotation]; done {
-			return nil
+			return true, nil
 		}
 		counts[s.phase]++
 		if last == nil || !s.finishedAt.Before(last.finishedAt) {
@@ -304,14 +598,14 @@ func (r *RunReconciler) recordRunEnd(ctx context.Context, ns, run string, states
 	patchBase := obj.DeepCopyObject().(client.Object)
 	obj.GetAnnotations()[annotations.RunOutcomeAnnotation] = outcome
 	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("recording the end of run %s/%s on %s: %w", ns, run, klogRef(obj), err)
+		return false, fmt.Errorf("recording the end of run %s/%s on %s: %w", ns, run, klog.KObj(obj), err)
 	}
 	runs.WithLabelValues(outcome).Inc()
 	msg := fmt.Sprintf("run %s/%s %s: %d succeeded, %d failed, %d upstream-failed, %d skipped", ns, run, strings.ToLower(outcome),
 		counts[annotations.PhaseSucceeded], counts[annotations.PhaseFailed], counts[annotations.PhaseUpstreamFailed], counts[annotations.PhaseSkipped])
-	ctrl.LoggerFrom(ctx).V(2).Info("Run ended", "outcome", outcome, "tasks", len(states))
+	ctrl.LoggerFrom(ctx).V(2).Info("Run ended", "outcome", outcome, "tasks", len(m.nodes))
 	r.recorder.Eventf(obj, nil, eventType, "Run"+outcome, "RunEnded", "%s", msg)
-	return nil
+	return true, nil
 }
 
 func setPhase(obj client.Object, phase annotations.Phase, reason string) {

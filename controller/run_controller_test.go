@@ -30,6 +30,7 @@ func newClient(objs ...client.Object) client.Client {
 	return fake.NewClientBuilder().WithScheme(scheme.Scheme).
 		WithIndex(&batchv1.Job{}, RunIndex, IndexByRun).
 		WithIndex(&corev1.Pod{}, RunIndex, IndexByRun).
+		WithIndex(&corev1.Pod{}, JobIndex, IndexByJob).
 		WithObjects(objs...).Build()
 }
 
@@ -79,7 +80,7 @@ func TestReconcile(t *testing.T) {
 			wantJobs: map[string]want{
 				"prep":  {phase: annotations.PhaseSucceeded, reason: "Job completed"},
 				"train": {phase: annotations.PhaseRunning, reason: "released: upstreams succeeded (prep)"},
-				"eval":  {phase: annotations.PhaseWaiting, suspend: true, reason: "waiting for train"},
+				"eval":  {phase: annotations.PhaseWaiting, suspend: true},
 			},
 			wantEvents: []string{"Normal TaskSucceeded", "Normal Released"},
 			wantPVC:    true,
@@ -92,7 +93,7 @@ func TestReconcile(t *testing.T) {
 				suspended(utiltesting.MakeJob("d", ns).After("b", "c").Obj()),
 			},
 			wantJobs: map[string]want{
-				"d": {phase: annotations.PhaseWaiting, suspend: true, reason: "waiting for c"},
+				"d": {phase: annotations.PhaseWaiting, suspend: true},
 			},
 		},
 		"failure propagates down the whole chain in one pass": {
@@ -125,18 +126,18 @@ func TestReconcile(t *testing.T) {
 		},
 		"results recorded from the termination message; a true condition releases": {
 			objs: []client.Object{
-				utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj(),
+				completed(utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj()),
 				finishedPod("evaluate-x", "evaluate", "u-eval", "accuracy=0.95\nmodel=v3"),
 				suspended(utiltesting.MakeJob("deploy", ns).After("evaluate").When("tasks.evaluate.results.accuracy >= 0.9").Obj()),
 			},
 			wantJobs: map[string]want{
-				"evaluate": {phase: annotations.PhaseSucceeded, reason: "pod evaluate-x succeeded", results: `{"accuracy":0.95,"model":"v3"}`},
+				"evaluate": {phase: annotations.PhaseSucceeded, reason: "Job completed", results: `{"accuracy":0.95,"model":"v3"}`},
 				"deploy":   {phase: annotations.PhaseRunning, reason: `released: upstreams succeeded (evaluate); when "tasks.evaluate.results.accuracy >= 0.9" is true`},
 			},
 		},
 		"a false condition skips the task and its downstream; the run does not fail": {
 			objs: []client.Object{
-				utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj(),
+				completed(utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj()),
 				finishedPod("evaluate-x", "evaluate", "u-eval", `{"accuracy": 0.80}`),
 				suspended(utiltesting.MakeJob("deploy", ns).After("evaluate").When("tasks.evaluate.results.accuracy >= 0.9").Obj()),
 				suspended(utiltesting.MakeJob("announce", ns).After("deploy").Obj()),
@@ -157,14 +158,26 @@ func TestReconcile(t *testing.T) {
 				"deploy": {phase: annotations.PhaseFailed, suspend: true, reasonPrefix: `sluice.dev/when "tasks.evaluate.results.accuracy >= 0.9" could not be evaluated:`},
 			},
 		},
-		"a malformed termination message is reported, not dropped": {
+		"a pod's success decides the downstream before its Job reports it; the outcome is recorded once it does": {
 			objs: []client.Object{
 				utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj(),
+				finishedPod("evaluate-x", "evaluate", "u-eval", "accuracy=0.95"),
+				suspended(utiltesting.MakeJob("deploy", ns).After("evaluate").When("tasks.evaluate.results.accuracy >= 0.9").Obj()),
+			},
+			wantJobs: map[string]want{
+				"evaluate": {},
+				"deploy":   {phase: annotations.PhaseRunning, reason: `released: upstreams succeeded (evaluate); when "tasks.evaluate.results.accuracy >= 0.9" is true`},
+			},
+			wantEvents: []string{"Normal Released"},
+		},
+		"a malformed termination message is reported, not dropped": {
+			objs: []client.Object{
+				completed(utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj()),
 				finishedPod("evaluate-x", "evaluate", "u-eval", "accuracy 0.9"),
 			},
 			wantJobs: map[string]want{
 				"evaluate": {phase: annotations.PhaseSucceeded, results: "{}",
-					reasonPrefix: "pod evaluate-x succeeded; termination message of pod evaluate-x is not key=value lines or one JSON object:"},
+					reasonPrefix: "Job completed; termination message of pod evaluate-x is not key=value lines or one JSON object:"},
 			},
 			wantEvents: []string{"Normal TaskSucceeded", "Warning BadResults", "Normal RunSucceeded"},
 		},
@@ -293,9 +306,10 @@ func TestBadResultsReasonSurvivesJobCompletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
-	if err := c.Update(ctx, &j); err != nil {
+	if err := c.Status().Update(ctx, &j); err != nil {
 		t.Fatal(err)
 	}
+	r.inbox.touch(&j)
 	if _, err := r.Reconcile(ctx, req); err != nil {
 		t.Fatal(err)
 	}
@@ -315,6 +329,7 @@ func TestRunEndsOnceAcrossConflicts(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme.Scheme).
 		WithIndex(&batchv1.Job{}, RunIndex, IndexByRun).
 		WithIndex(&corev1.Pod{}, RunIndex, IndexByRun).
+		WithIndex(&corev1.Pod{}, JobIndex, IndexByJob).
 		WithObjects(
 			completed(utiltesting.MakeJob("a", "ml").Obj()),
 			// b's outcome is recorded already; only its results are still to
@@ -392,7 +407,7 @@ func TestResultsComeFromTheMainContainer(t *testing.T) {
 	pod.Status.ContainerStatuses[0].Name = "proxy"
 	pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{Name: "scorer", State: corev1.ContainerState{
 		Terminated: &corev1.ContainerStateTerminated{Message: "accuracy=0.9", FinishedAt: metav1.Now()}}})
-	c := newClient(utiltesting.MakeJob("evaluate", "ml").UID("u-eval").Annotation(annotations.ContainerAnnotation, "scorer").Obj(), pod)
+	c := newClient(completed(utiltesting.MakeJob("evaluate", "ml").UID("u-eval").Annotation(annotations.ContainerAnnotation, "scorer").Obj()), pod)
 	r := NewRunReconciler(c, events.NewFakeRecorder(20), Options{})
 	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ml", Name: "p"}}); err != nil {
 		t.Fatal(err)

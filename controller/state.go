@@ -29,6 +29,15 @@ type taskState struct {
 	// resultsJSON is set when they were read now and must be recorded.
 	results     map[string]any
 	resultsJSON string
+	// resultsErr says why the termination message could not be read; an
+	// Event reports it once the task's outcome is recorded.
+	resultsErr error
+	// early is set when a Job's outcome is known from its pod before the
+	// Job's status shows it. Its downstream is decided at once, but the
+	// outcome is recorded once the Job controller caught up: it writes the
+	// Job's status at that very moment, and a write of ours in between
+	// would make its update conflict and back off.
+	early bool
 }
 
 func (s *taskState) object() client.Object {
@@ -71,18 +80,19 @@ func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *t
 		for _, p := range pods {
 			if p.Status.Phase == corev1.PodSucceeded {
 				s.phase, s.reason, s.finishedAt = annotations.PhaseSucceeded, "pod "+p.Name+" succeeded", podFinishedAt(p)
+				s.early = true
 				return s
 			}
 		}
 	}
-	s.phase, s.reason = unfinishedPhase(job, pods, ptrTrue(job.Spec.Suspend) && task.Held(), "Job running")
+	s.phase, s.reason = unfinishedPhase(job, pods, ptrTrue(job.Spec.Suspend) && task.Held())
 	return s
 }
 
 // unfinishedPhase is the phase of a task whose object shows no outcome:
 // decided without running (sticky), waiting while held and never released,
 // or running — with what blocks its pods, if anything does.
-func unfinishedPhase(obj client.Object, pods []*corev1.Pod, held bool, runningDefault string) (annotations.Phase, string) {
+func unfinishedPhase(obj client.Object, pods []*corev1.Pod, held bool) (annotations.Phase, string) {
 	recorded := recordedPhase(obj)
 	switch {
 	case decidedWithoutRunning(recorded, held):
@@ -93,19 +103,20 @@ func unfinishedPhase(obj client.Object, pods []*corev1.Pod, held bool, runningDe
 		if blocked := blockedReason(pods); blocked != "" {
 			return annotations.PhaseRunning, blocked
 		}
-		return annotations.PhaseRunning, runningReason(obj, recorded, runningDefault)
+		return annotations.PhaseRunning, runningReason(obj, recorded)
 	}
 }
 
 // runningReason keeps the reason recorded at release ("released: upstreams
-// succeeded (...)") while the task runs; a task that was never held gets def.
-func runningReason(obj client.Object, recorded annotations.Phase, def string) string {
+// succeeded (...)") while the task runs; a task that was never held has
+// nothing to say (it runs because it was created).
+func runningReason(obj client.Object, recorded annotations.Phase) string {
 	if recorded == annotations.PhaseRunning {
 		if r := obj.GetAnnotations()[annotations.ReasonAnnotation]; r != "" && !isBlockedReason(r) {
 			return r
 		}
 	}
-	return def
+	return ""
 }
 
 // decidedWithoutRunning reports whether the controller already gave a task
@@ -138,7 +149,7 @@ func observePod(task *annotations.Task, pod *corev1.Pod) *taskState {
 	case pod.Status.Phase == corev1.PodFailed:
 		s.phase, s.reason, s.finishedAt = annotations.PhaseFailed, "pod failed: "+podFailure(pod), podFinishedAt(pod)
 	default:
-		s.phase, s.reason = unfinishedPhase(pod, s.pods, annotations.HasGate(&pod.Spec), "pod started")
+		s.phase, s.reason = unfinishedPhase(pod, s.pods, annotations.HasGate(&pod.Spec))
 	}
 	return s
 }

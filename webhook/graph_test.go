@@ -94,6 +94,15 @@ func TestControllerOwnedKeys(t *testing.T) {
 			ctx: asUser(admissionv1.Update, "alice"), old: forged,
 			new: utiltesting.MakeJob("train", "ml").After("prep").Label(annotations.PhaseLabel, "Succeeded").Label("team", "a").Obj(),
 		},
+		"user creates a task in the phase the mutating webhook gives it": {
+			ctx: asUser(admissionv1.Create, "alice"),
+			new: utiltesting.MakeJob("train", "ml").After("prep").Label(annotations.PhaseLabel, "Waiting").Obj(),
+		},
+		"user creates a held task in another phase": {
+			ctx:     asUser(admissionv1.Create, "alice"),
+			new:     utiltesting.MakeJob("train", "ml").After("prep").Label(annotations.PhaseLabel, "Running").Obj(),
+			wantErr: "metadata.labels[sluice.dev/phase]: Forbidden: is set by the sluice controller only",
+		},
 		"user creates an object with results": {
 			ctx:     asUser(admissionv1.Create, "alice"),
 			new:     utiltesting.MakeJob("train", "ml").Annotation(annotations.ResultsAnnotation, `{"accuracy":1}`).Obj(),

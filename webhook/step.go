@@ -75,6 +75,9 @@ func (m mutator) mutate(ctx context.Context, s step) error {
 	for _, meta := range s.metas {
 		setTaskLabels(meta, task)
 	}
+	// The task starts in its first phase, so that the controller has
+	// nothing to write until it releases or finishes it.
+	s.metas[0].Labels[annotations.PhaseLabel] = string(task.InitialPhase())
 	if errs := mutateStep(s.spec, task, res, m.schedulerName); len(errs) > 0 {
 		return apierrors.NewInvalid(s.kind, s.obj.GetName(), errs)
 	}

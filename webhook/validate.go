@@ -47,7 +47,13 @@ func (v *validator) validateCreate(ctx context.Context, s step) (admission.Warni
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, v.validateOwnedKeys(ctx, nil, nil, obj.GetLabels(), obj.GetAnnotations())...)
+	// The only phase an object may be created with is the one the mutating
+	// webhook gives it.
+	var created map[string]string
+	if _, ok := obj.GetLabels()[annotations.PhaseLabel]; ok {
+		created = map[string]string{annotations.PhaseLabel: string(task.InitialPhase())}
+	}
+	errs = append(errs, v.validateOwnedKeys(ctx, created, nil, obj.GetLabels(), obj.GetAnnotations())...)
 	if len(errs) == 0 && v.tasks != nil {
 		conflicts, err := v.tasks.Admit(ctx, s.ref(), obj.GetUID(), task, !isDryRun(ctx), v.exists)
 		switch {

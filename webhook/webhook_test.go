@@ -48,7 +48,7 @@ func TestJobDefault(t *testing.T) {
 			ctx: create,
 			job: utiltesting.MakeJob("prep", "ml").Obj(),
 			want: func(j *batchv1.Job) {
-				j.Labels = taskLabels("p", "prep")
+				j.Labels = withPhase(taskLabels("p", "prep"), annotations.PhaseRunning)
 				j.Spec.Template.Labels = taskLabels("p", "prep")
 				j.Spec.Template.Spec.Containers[0].Env = baseEnv("p", "prep")
 			},
@@ -57,7 +57,7 @@ func TestJobDefault(t *testing.T) {
 			ctx: create,
 			job: utiltesting.MakeJob("train", "ml").Run("r1").Inputs("dataset=prep.processed_data").Outputs("model:Model").Obj(),
 			want: func(j *batchv1.Job) {
-				j.Labels = taskLabels("r1", "train")
+				j.Labels = withPhase(taskLabels("r1", "train"), annotations.PhaseWaiting)
 				j.Spec.Suspend = ptr.To(true)
 				j.Spec.Template.Labels = taskLabels("r1", "train")
 				j.Spec.Template.Spec.Volumes = []corev1.Volume{artifactVolume("r1")}
@@ -80,7 +80,7 @@ func TestJobDefault(t *testing.T) {
 				return j
 			}(),
 			want: func(j *batchv1.Job) {
-				j.Labels = taskLabels("p", "train")
+				j.Labels = withPhase(taskLabels("p", "train"), annotations.PhaseWaiting)
 				j.Spec.Suspend = ptr.To(true)
 				j.Spec.Template.Labels = taskLabels("p", "train")
 				c := &j.Spec.Template.Spec.Containers[0]
@@ -227,4 +227,10 @@ func TestValidateUpdate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withPhase adds the phase the mutating webhook creates a task in.
+func withPhase(labels map[string]string, p annotations.Phase) map[string]string {
+	labels[annotations.PhaseLabel] = string(p)
+	return labels
 }

@@ -1,0 +1,249 @@
+package controller
+
+import (
+	"slices"
+	"sync"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/annotations"
+)
+
+// taskRef names the object of a task within its run's namespace.
+type taskRef struct {
+	job  bool // a Job, else a bare Pod
+	name string
+}
+
+// runModel is what the controller keeps of one run between events: every
+// task parsed once and its condition compiled once, the graph's edges, the
+// last observation of each task, and, per waiting task, how many of its
+// upstreams have not finished. An event costs the tasks it touches and their
+// direct downstream, never the whole run. The model is rebuilt from the cache
+// after a restart, and dropped once the run ended.
+type runModel struct {
+	nodes map[string]*node
+	// down maps a task name to the tasks that name it as an upstream; the
+	// upstream need not exist yet.
+	down map[string][]string
+	// unfinished counts the nodes whose phase is not final.
+	unfinished int
+	// needsVolume is true once a task that passes artifacts was seen;
+	// volume once the run's artifact volume is known to exist.
+	needsVolume, volume bool
+}
+
+// node is one task of the run.
+type node struct {
+	ref   taskRef
+	uid   types.UID
+	task  *annotations.Task
+	state *taskState // the last observation, with the controller's decision
+	// pendingUps counts the upstreams that do not exist or have not finished.
+	pendingUps int
+	// cycle is set when the task is on a dependency cycle: it can never run.
+	cycle []string
+	when  *annotations.When
+	// whenErr is why the condition does not compile (admission refused
+	// that, unless it was bypassed).
+	whenErr error
+}
+
+func newRunModel() *runModel {
+	return &runModel{nodes: map[string]*node{}, down: map[string][]string{}}
+}
+
+func finished(s *taskState) bool { return s != nil && s.phase.Finished() }
+
+// add puts a new task in the model, with its first observation.
+func (m *runModel) add(n *node) {
+	m.nodes[n.task.Name] = n
+	for _, up := range n.task.Upstreams() {
+		m.down[up] = append(m.down[up], n.task.Name)
+		if u := m.nodes[up]; u == nil || !finished(u.state) {
+			n.pendingUps++
+		}
+	}
+	if !finished(n.state) {
+		m.unfinished++
+	} else {
+		m.upstreamFinished(n.task.Name, 1)
+	}
+	if n.task.When != "" {
+		n.when, n.whenErr = annotations.CompileWhen(n.task.When, n.task.Upstreams())
+	}
+	m.needsVolume = m.needsVolume || n.task.NeedsVolume()
+}
+
+// remove takes a deleted task out of the model.
+func (m *runModel) remove(name string) {
+	n := m.nodes[name]
+	if n == nil {
+		return
+	}
+	if finished(n.state) {
+		m.upstreamFinished(name, -1) // it is missing again
+	} else {
+		m.unfinished--
+	}
+	for _, up := range n.task.Upstreams() {
+		m.down[up] = slices.DeleteFunc(m.down[up], func(d string) bool { return d == name })
+		if len(m.down[up]) == 0 {
+			delete(m.down, up)
+		}
+	}
+	delete(m.nodes, name)
+}
+
+// observed replaces a task's observation, keeping the counts of its
+// downstream and of the run in step with whether it finished.
+func (m *runModel) observed(n *node, s *taskState) {
+	was, is := finished(n.state), finished(s)
+	n.state = s
+	switch {
+	case !was && is:
+		m.unfinished--
+		m.upstreamFinished(n.task.Name, 1)
+	case was && !is:
+		m.unfinished++
+		m.upstreamFinished(n.task.Name, -1)
+	}
+}
+
+// upstreamFinished tells the tasks waiting for name that it finished (+1)
+// or is not finished any more (-1).
+func (m *runModel) upstreamFinished(name string, delta int) {
+	for _, d := range m.down[name] {
+		if dn := m.nodes[d]; dn != nil {
+			dn.pendingUps -= delta
+		}
+	}
+}
+
+// upstreams returns the states of the task's upstreams that exist.
+func (m *runModel) upstreams(n *node) map[string]*taskState {
+	ups := make(map[string]*taskState, len(n.task.Upstreams()))
+	for _, up := range n.task.Upstreams() {
+		if u := m.nodes[up]; u != nil && u.state != nil {
+			ups[up] = u.state
+		}
+	}
+	return ups
+}
+
+// markCycle looks for a dependency cycle through a task just added: a path
+// from it, through tasks that wait for it, back to one of its upstreams.
+// Every task on it is marked. Only tasks created after tasks that wait for
+// them cost anything here.
+func (m *runModel) markCycle(n *node) {
+	ups := n.task.Upstreams()
+	if len(ups) == 0 || len(m.down[n.task.Name]) == 0 {
+		return
+	}
+	start := n.task.Name
+	parent := map[string]string{start: ""}
+	queue := []string{start}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		for _, d := range m.down[cur] {
+			if _, seen := parent[d]; seen || m.nodes[d] == nil {
+				continue
+			}
+			parent[d] = cur
+			if !slices.Contains(ups, d) {
+				queue = append(queue, d)
+				continue
+			}
+			ring := []string{start}
+			for p := d; p != start; p = parent[p] {
+				ring = append(ring, p)
+			}
+			slices.Reverse(ring[1:]) // start, then the tasks in the order they would run
+			for i, name := range ring {
+				rotated := append(slices.Clone(ring[i:]), ring[:i]...)
+				m.nodes[name].cycle = append(rotated, name)
+			}
+			return
+		}
+	}
+}
+
+// markCycles marks the tasks on every dependency cycle of the run, in one
+// pass over the graph (Tarjan's algorithm, in annotations.Graph).
+func (m *runModel) markCycles() {
+	tasks := make([]*annotations.Task, 0, len(m.nodes))
+	for _, n := range m.nodes {
+		tasks = append(tasks, n.task)
+	}
+	g, _ := annotations.NewGraph(tasks)
+	_, cycles := g.Schedule()
+	for name, cycle := range cycles {
+		m.nodes[name].cycle = cycle
+	}
+}
+
+// inbox collects, between two reconciles of a run, the tasks whose objects
+// changed (from the event handlers), so that a reconcile looks at those only.
+type inbox struct {
+	mu   sync.Mutex
+	runs map[types.NamespacedName]map[string]taskRef
+}
+
+func newInbox() *inbox { return &inbox{runs: map[types.NamespacedName]map[string]taskRef{}} }
+
+// touch records that the task object obj belongs to (a Job, a bare Pod, or
+// the Job of a pod) changed.
+func (b *inbox) touch(obj client.Object) {
+	run := annotations.RunOf(obj)
+	if run == "" {
+		return
+	}
+	ref := taskRef{name: obj.GetName()}
+	switch {
+	case annotations.ControlledByJob(obj):
+		owner := jobOwnerName(obj)
+		if owner == "" {
+			return
+		}
+		ref = taskRef{job: true, name: owner}
+	case isJob(obj):
+		ref.job = true
+	}
+	name := obj.GetLabels()[annotations.TaskLabel]
+	if name == "" {
+		name = ref.name // the default task name, as Parse gives it
+	}
+	key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: run}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.runs[key] == nil {
+		b.runs[key] = map[string]taskRef{}
+	}
+	b.runs[key][name] = ref
+}
+
+// drain returns and forgets what changed in a run.
+func (b *inbox) drain(key types.NamespacedName) map[string]taskRef {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	touched := b.runs[key]
+	delete(b.runs, key)
+	return touched
+}
+
+func isJob(obj client.Object) bool {
+	_, ok := obj.(*batchv1.Job)
+	return ok
+}
+
+// jobOwnerName is the name of the Job that controls obj, or "".
+func jobOwnerName(obj client.Object) string {
+	if ref := metav1.GetControllerOfNoCopy(obj); ref != nil && ref.Kind == "Job" && ref.APIVersion == "batch/v1" {
+		return ref.Name
+	}
+	return ""
+}
