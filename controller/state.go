@@ -60,17 +60,22 @@ func released(p annotations.Phase) bool {
 // observeJob derives a Job task's phase from the Job and its pods.
 func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *taskState {
 	s := &taskState{task: task, job: job, pods: pods}
-	for _, c := range job.Status.Conditions {
-		if c.Status != corev1.ConditionTrue {
-			continue
-		}
-		switch c.Type {
-		case batchv1.JobComplete, batchv1.JobSuccessCriteriaMet:
-			s.phase, s.reason, s.finishedAt = annotations.PhaseSucceeded, "Job completed", c.LastTransitionTime.Time
-			return s
-		case batchv1.JobFailed, batchv1.JobFailureTarget:
-			s.phase, s.reason, s.finishedAt = annotations.PhaseFailed, "Job failed: "+oneLine(c.Reason+": "+c.Message), c.LastTransitionTime.Time
-			return s
+	// Complete and Failed are the Job's last word. SuccessCriteriaMet and
+	// FailureTarget come first, while the Job controller still has status
+	// updates to make: the outcome is known, but recording it waits (early).
+	for _, final := range []bool{true, false} {
+		for _, c := range job.Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				continue
+			}
+			switch {
+			case c.Type == batchv1.JobComplete && final, c.Type == batchv1.JobSuccessCriteriaMet && !final:
+				s.phase, s.reason, s.finishedAt, s.early = annotations.PhaseSucceeded, "Job completed", c.LastTransitionTime.Time, !final
+				return s
+			case c.Type == batchv1.JobFailed && final, c.Type == batchv1.JobFailureTarget && !final:
+				s.phase, s.reason, s.finishedAt, s.early = annotations.PhaseFailed, "Job failed: "+oneLine(c.Reason+": "+c.Message), c.LastTransitionTime.Time, !final
+				return s
+			}
 		}
 	}
 	// The Job controller reports a pod's success up to a second late (it

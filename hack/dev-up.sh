@@ -61,6 +61,8 @@
 #   SLUICE_STATE_DIR    state directory (default .kwok; the e2e tests use .kwok-e2e)
 #   SLUICE_WEBHOOK_PORT (19443), SLUICE_METRICS_ADDR (127.0.0.1:18080),
 #   SLUICE_HEALTH_ADDR (127.0.0.1:18081)
+#   SLUICE_PPROF_ADDR   the manager's /debug/pprof address, for profiling
+#                       (default 0: off; e.g. 127.0.0.1:18082)
 #
 # hack/dev-down.sh removes everything again.
 set -euo pipefail
@@ -86,6 +88,7 @@ WEBHOOK_HOST=127.0.0.1
 WEBHOOK_PORT=${SLUICE_WEBHOOK_PORT:-19443}
 METRICS_ADDR=${SLUICE_METRICS_ADDR:-127.0.0.1:18080}
 HEALTH_ADDR=${SLUICE_HEALTH_ADDR:-127.0.0.1:18081}
+PPROF_ADDR=${SLUICE_PPROF_ADDR:-0}
 
 LOCAL_PATH_PID=$KWOK_WORKDIR/local-path-provisioner.pid
 LOCAL_PATH_LOG=$KWOK_WORKDIR/local-path-provisioner.log
@@ -358,6 +361,7 @@ else
 			--webhook-port "$WEBHOOK_PORT" \
 			--metrics-bind-address "$METRICS_ADDR" \
 			--health-probe-bind-address "$HEALTH_ADDR" \
+			--pprof-bind-address "$PPROF_ADDR" \
 			--scheduler-name "$SCHEDULER_NAME" \
 			--leader-elect
 	else

@@ -61,7 +61,6 @@ func main() {
 	defer stop()
 
 	res := results{}
-	var tables []string
 	selected := strings.Split(only, ",")
 	known := []string{"chain50", "fan1000", "runs100", "admission"}
 	for _, s := range selected {
@@ -91,20 +90,25 @@ func main() {
 			fail(fmt.Errorf("%s: %w", name, err))
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s took %s\n", name, time.Since(start).Round(time.Second))
-		tables = append(tables, table)
+		// Each table as soon as it is measured, and the file kept current,
+		// so that a long run shows its figures on the way.
+		fmt.Println(table)
+		if err := write(out, res); err != nil {
+			fail(err)
+		}
 	}
-	fmt.Println(strings.Join(tables, "\n"))
+	fmt.Fprintln(os.Stderr, "bench: wrote", out)
+}
+
+func write(out string, res results) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		fail(err)
+		return err
 	}
 	data, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
-		fail(err)
+		return err
 	}
-	if err := os.WriteFile(out, append(data, '\n'), 0o644); err != nil {
-		fail(err)
-	}
-	fmt.Fprintln(os.Stderr, "bench: wrote", out)
+	return os.WriteFile(out, append(data, '\n'), 0o644)
 }
 
 func runAdmission(ctx context.Context, res results, d time.Duration) (string, error) {

@@ -97,7 +97,14 @@ func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale st
 		fmt.Fprintf(os.Stderr, "bench: %s %s\n", bench, c.name)
 		m, err := cl.measure(ctx, bench, c, w, timeout)
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", c.name, err)
+			// One contender's failure is a result too: the others still run.
+			fmt.Fprintf(os.Stderr, "bench: %s %s: %v\n", bench, c.name, err)
+			fmt.Fprintf(&sb, "| %s | did not finish: %s | | | | | | |\n", c.name, oneLine(err.Error()))
+			res.set(bench, c.name+"/did-not-finish", 1)
+			if ctx.Err() != nil {
+				return sb.String(), ctx.Err()
+			}
+			continue
 		}
 		res.set(bench, c.name, round(m.makespan.Seconds()))
 		row := fmt.Sprintf("| %s | %.2f | %.2f |", c.name, m.makespan.Seconds(), m.created.Seconds())
@@ -125,6 +132,8 @@ func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale st
 	}
 	return sb.String(), nil
 }
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func round(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
 

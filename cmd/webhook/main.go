@@ -32,6 +32,7 @@ import (
 func main() {
 	var (
 		webhookHost, certDir, metricsAddr, probeAddr     string
+		pprofAddr                                        string
 		leaderNS, storageClass, artifactSize, accessMode string
 		controllerUser, schedulerName                    string
 		webhookPort, concurrency, apiBurst               int
@@ -51,6 +52,7 @@ func main() {
 	flag.StringVar(&validatingConfig, "validating-webhook-configuration", "sluice", "with --cert-rotation: the ValidatingWebhookConfiguration whose webhooks get the CA as caBundle")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "address of Go's /debug/pprof endpoints, for profiling (0: off; keep it on loopback)")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that only one replica runs the controller")
 	flag.StringVar(&leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace, or default outside a cluster)")
 	flag.StringVar(&storageClass, "storage-class", "", "StorageClass of run artifact volumes (empty: the cluster default); sluice.dev/storage-class overrides it")
@@ -135,6 +137,7 @@ func main() {
 		}},
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "sluice-controller.sluice.dev",
 		LeaderElectionNamespace: leaderNS,
