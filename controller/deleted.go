@@ -1,16 +1,11 @@
 package controller
 
 import (
-	"context"
 	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/sluice-dev/sluice/annotations"
 )
@@ -51,29 +46,6 @@ func (d *deletedTasks) set(obj client.Object, deleted bool) {
 		d.tasks[key] = map[string]bool{}
 	}
 	d.tasks[key][task.Name] = true
-}
-
-// handler wraps the run handler: deletions of unfinished tasks are noted
-// before the run is enqueued; a task created again is forgotten.
-func (d *deletedTasks) handler(inner handler.EventHandler) handler.EventHandler {
-	return handler.Funcs{
-		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			d.set(e.Object, false)
-			inner.Create(ctx, e, q)
-		},
-		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			inner.Update(ctx, e, q)
-		},
-		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			if !finishedObject(e.Object) {
-				d.set(e.Object, true)
-			}
-			inner.Delete(ctx, e, q)
-		},
-		GenericFunc: func(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			inner.Generic(ctx, e, q)
-		},
-	}
 }
 
 // finishedObject reports whether a task's object shows an outcome: recorded

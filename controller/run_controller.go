@@ -77,9 +77,9 @@ func (r *RunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 	}
 	registerMetrics(mgr.GetCache())
 	sluiceOnly := builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool { return annotations.RunOf(obj) != "" }))
-	toRun := r.deleted.handler(r.touching(handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+	toRun := r.touching(handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: annotations.RunOf(obj)}}}
-	})))
+	}))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("sluice-run").
 		Watches(&batchv1.Job{}, toRun, sluiceOnly).
@@ -88,10 +88,13 @@ func (r *RunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) 
 		Complete(r)
 }
 
-// touching notes, before the run is enqueued, which task an event is about.
+// touching notes, before the run is enqueued, which task an event is about;
+// and the deletion of an unfinished task, which its downstream will not
+// find in the cache any more (a task created again is forgotten).
 func (r *RunReconciler) touching(inner handler.EventHandler) handler.EventHandler {
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.deleted.set(e.Object, false)
 			r.inbox.touch(e.Object)
 			inner.Create(ctx, e, q)
 		},
@@ -100,6 +103,9 @@ func (r *RunReconciler) touching(inner handler.EventHandler) handler.EventHandle
 			inner.Update(ctx, e, q)
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if !finishedObject(e.Object) {
+				r.deleted.set(e.Object, true)
+			}
 			r.inbox.touch(e.Object)
 			inner.Delete(ctx, e, q)
 		},
@@ -115,10 +121,19 @@ func (r *RunReconciler) touching(inner handler.EventHandler) handler.EventHandle
 // affect (themselves and their direct downstream, and further down only
 // where a decision finished a task), act with one patch per task that
 // changed, and record the run's end once every task finished.
-func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (_ reconcile.Result, err error) {
 	log := ctrl.LoggerFrom(ctx).WithValues("run", req.Name)
 	ctx = ctrl.LoggerInto(ctx, log)
 	key := req.NamespacedName
+	defer func() {
+		if err != nil {
+			// What this reconcile drained from the inbox is not done: the
+			// retry reads the run from the cache again.
+			r.mu.Lock()
+			delete(r.models, key)
+			r.mu.Unlock()
+		}
+	}()
 
 	m, touched, err := r.model(ctx, key)
 	if err != nil {
@@ -138,18 +153,18 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if err := r.ensureVolumeOf(ctx, key, m); err != nil {
 		return reconcile.Result{}, err
 	}
-	// What was observed is recorded first, so that an upstream's outcome
-	// reads before the decisions it causes.
-	conflicts := false
+	// Decisions first: a release waits for no write of the upstream's own
+	// outcome, which is recorded right after.
+	conflicts, err := r.decideAll(ctx, key, m, wake, false)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
 	for _, name := range slices.Sorted(maps.Keys(changed)) {
 		if n := m.nodes[name]; n != nil && n.state.phase != annotations.PhaseWaiting {
 			if conflicts, err = r.recordOrConflict(ctx, n.state, conflicts); err != nil {
 				return reconcile.Result{}, err
 			}
 		}
-	}
-	if conflicts, err = r.decideAll(ctx, key, m, wake, conflicts); err != nil {
-		return reconcile.Result{}, err
 	}
 	if !conflicts && m.unfinished == 0 {
 		done, err := r.recordRunEnd(ctx, key.Namespace, key.Name, m)

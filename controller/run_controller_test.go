@@ -82,7 +82,7 @@ func TestReconcile(t *testing.T) {
 				"train": {phase: annotations.PhaseRunning, reason: "released: upstreams succeeded (prep)"},
 				"eval":  {phase: annotations.PhaseWaiting, suspend: true},
 			},
-			wantEvents: []string{"Normal TaskSucceeded", "Normal Released"},
+			wantEvents: []string{"Normal Released", "Normal TaskSucceeded"},
 			wantPVC:    true,
 		},
 		"diamond: join waits for both branches": {
@@ -107,7 +107,7 @@ func TestReconcile(t *testing.T) {
 				"train": {phase: annotations.PhaseUpstreamFailed, suspend: true, reason: "upstream prep failed"},
 				"eval":  {phase: annotations.PhaseUpstreamFailed, suspend: true, reason: "upstream train failed"},
 			},
-			wantEvents: []string{"Warning TaskFailed", "Warning UpstreamFailed", "Warning UpstreamFailed", "Warning RunFailed"},
+			wantEvents: []string{"Warning UpstreamFailed", "Warning UpstreamFailed", "Warning TaskFailed", "Warning RunFailed"},
 		},
 		"downstream applied before its upstream waits": {
 			objs: []client.Object{suspended(utiltesting.MakeJob("train", ns).After("prep").Obj())},
@@ -146,7 +146,7 @@ func TestReconcile(t *testing.T) {
 				"deploy":   {phase: annotations.PhaseSkipped, suspend: true, reason: `sluice.dev/when "tasks.evaluate.results.accuracy >= 0.9" is false`},
 				"announce": {phase: annotations.PhaseSkipped, suspend: true, reason: "upstream deploy skipped"},
 			},
-			wantEvents: []string{"Normal TaskSucceeded", "Normal Skipped", "Normal Skipped", "Normal RunSucceeded"},
+			wantEvents: []string{"Normal Skipped", "Normal Skipped", "Normal TaskSucceeded", "Normal RunSucceeded"},
 		},
 		"a condition that cannot be evaluated fails the task, which stays held": {
 			objs: []client.Object{
