@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -20,8 +21,11 @@ import (
 	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
 )
 
-// calls counts the client calls a reconcile makes.
+// calls counts the client calls a reconcile makes (releases are sent in
+// parallel: counted under mu).
 type calls struct{ get, list, patch int }
+
+var callsMu sync.Mutex
 
 func countingClient(counts *calls, objs ...client.Object) client.Client {
 	return fake.NewClientBuilder().WithScheme(scheme.Scheme).
@@ -32,15 +36,21 @@ func countingClient(counts *calls, objs ...client.Object) client.Client {
 		WithObjects(objs...).
 		WithInterceptorFuncs(interceptor.Funcs{
 			Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				callsMu.Lock()
 				counts.get++
+				callsMu.Unlock()
 				return c.Get(ctx, key, obj, opts...)
 			},
 			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+				callsMu.Lock()
 				counts.list++
+				callsMu.Unlock()
 				return c.List(ctx, list, opts...)
 			},
 			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+				callsMu.Lock()
 				counts.patch++
+				callsMu.Unlock()
 				return c.Patch(ctx, obj, patch, opts...)
 			},
 		}).Build()

@@ -419,11 +419,22 @@ func (r *RunReconciler) recordOrConflict(ctx context.Context, s *taskState, conf
 	return conflicts, err
 }
 
+// releasers is how many releases of one run are sent at once: a fan-out of
+// a thousand tasks is released in parallel, not one patch after the other.
+const releasers = 16
+
 // decideAll decides the woken waiting tasks, releasing those whose trigger
 // and condition hold, and records each decision. A decision that finishes a
 // task (skipped, upstream failed) wakes its own downstream, so a failure
-// runs down the graph in one reconcile.
+// runs down the graph in one reconcile. Releases finish nothing, so they
+// are sent last, in parallel.
 func (r *RunReconciler) decideAll(ctx context.Context, key types.NamespacedName, m *runModel, wake map[string]bool, conflicts bool) (bool, error) {
+	type release struct {
+		n    *node
+		next *taskState
+		ups  map[string]*taskState
+	}
+	var releases []release
 	queue := slices.Sorted(maps.Keys(wake))
 	for len(queue) > 0 {
 		name := queue[0]
@@ -451,12 +462,11 @@ func (r *RunReconciler) decideAll(ctx context.Context, key types.NamespacedName,
 		}
 		next := *s
 		next.phase, next.reason = d.phase, d.reason
-		var err error
 		if d.release {
-			err = r.release(ctx, &next, ups)
-		} else {
-			err = r.record(ctx, &next)
+			releases = append(releases, release{n: n, next: &next, ups: ups})
+			continue
 		}
+		err := r.record(ctx, &next)
 		if apierrors.IsConflict(err) {
 			conflicts = true
 			continue
@@ -473,7 +483,29 @@ func (r *RunReconciler) decideAll(ctx context.Context, key types.NamespacedName,
 			slices.Sort(queue[before:])
 		}
 	}
-	return conflicts, nil
+	errs := make([]error, len(releases))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, releasers)
+	for i, rel := range releases {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = r.release(ctx, rel.next, rel.ups)
+		})
+	}
+	wg.Wait()
+	var failed error
+	for i, rel := range releases {
+		switch err := errs[i]; {
+		case err == nil:
+			m.observed(rel.n, rel.next)
+		case apierrors.IsConflict(err):
+			conflicts = true
+		case failed == nil:
+			failed = err
+		}
+	}
+	return conflicts, failed
 }
 
 // ensureVolumeOf creates the run's artifact volume the first time a task

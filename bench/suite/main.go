@@ -41,11 +41,13 @@ func (r results) set(bench, key string, v float64) {
 func main() {
 	var (
 		only, scale, out, kubeconfig, stateDir, metrics string
+		onlyContenders                                  string
 		admissionFor                                    time.Duration
 	)
 	// Only the bench's own flags: libraries register some of theirs (kubeconfig).
 	flag.CommandLine = flag.NewFlagSet(os.Args[0], flag.ExitOnError)
 	flag.StringVar(&only, "only", "chain50,fan1000,runs100,admission", "benchmarks to run, comma-separated")
+	flag.StringVar(&onlyContenders, "contenders", "", "contenders to run, comma-separated (default: every one that applies)")
 	flag.StringVar(&scale, "scale", envOr("BENCH_SCALE", "default"), "default or large (fan1000 becomes 1 -> 10,000 -> 1); also BENCH_SCALE")
 	flag.StringVar(&out, "out", filepath.Join("bench", "out", "results.json"), "where the results go")
 	flag.StringVar(&kubeconfig, "kubeconfig", filepath.Join(".kwok", "kubeconfig"), "the local cluster's kubeconfig (make dev-up)")
@@ -84,7 +86,7 @@ func main() {
 		case "admission":
 			table, err = runAdmission(ctx, res, admissionFor)
 		default:
-			table, err = runPipelines(ctx, cl, res, name, scale)
+			table, err = runPipelines(ctx, cl, res, name, scale, onlyContenders)
 		}
 		if err != nil {
 			fail(fmt.Errorf("%s: %w", name, err))

@@ -72,7 +72,7 @@ var contenders = []contender{
 // creators is how many objects the bench creates at once, as a CI tool would.
 const creators = 32
 
-func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale string) (string, error) {
+func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale, only string) (string, error) {
 	var w workload
 	names := []string{"sluice-jobs", "sluice-pods", "ideal-pod-success", "ideal-job-complete", "ideal-pods"}
 	timeout := 10 * time.Minute
@@ -88,6 +88,9 @@ func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale st
 	case "runs100":
 		w = runs(100, 20)
 		names = []string{"sluice-jobs", "ideal-pod-success"}
+	}
+	if only != "" {
+		names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(strings.Split(only, ","), n) })
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "### %s: %d steps, zero-duration simulated\n\n", bench, len(w))
@@ -120,7 +123,7 @@ func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale st
 		}
 		sb.WriteString(row + "\n")
 	}
-	if bench == "fan1000" {
+	if bench == "fan1000" && only == "" {
 		plain, labelled, err := cl.kubectlApply(ctx, w)
 		if err != nil {
 			return "", err
