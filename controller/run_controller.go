@@ -673,5 +673,3 @@ func setPhase(obj client.Object, phase annotations.Phase, reason string) {
 	}
 	obj.SetAnnotations(annots)
 }
-
-func klogRef(obj client.Object) string { return obj.GetNamespace() + "/" + obj.GetName() }
