@@ -22,11 +22,19 @@ func RunOf(obj metav1.Object) string {
 	return labels[PipelineLabel]
 }
 
-// JobOf returns the UID of the Job that controls obj (a pod of that Job,
-// whose task is the Job), or "".
-func JobOf(obj metav1.Object) types.UID {
+// JobRef returns the reference to the Job that controls obj (a pod of that
+// Job, whose task is the Job), or nil.
+func JobRef(obj metav1.Object) *metav1.OwnerReference {
 	ref := metav1.GetControllerOfNoCopy(obj)
 	if ref != nil && ref.Kind == "Job" && ref.APIVersion == "batch/v1" {
+		return ref
+	}
+	return nil
+}
+
+// JobOf returns the UID of the Job that controls obj, or "".
+func JobOf(obj metav1.Object) types.UID {
+	if ref := JobRef(obj); ref != nil {
 		return ref.UID
 	}
 	return ""

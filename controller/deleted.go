@@ -31,8 +31,11 @@ func (d *deletedTasks) has(ns, run, task string) bool {
 }
 
 func (d *deletedTasks) set(obj client.Object, deleted bool) {
+	if annotations.ControlledByJob(obj) {
+		return
+	}
 	task, errs := annotations.Parse(obj)
-	if len(errs) > 0 || annotations.ControlledByJob(obj) {
+	if len(errs) > 0 {
 		return
 	}
 	d.mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -195,29 +194,33 @@ type inbox struct {
 
 func newInbox() *inbox { return &inbox{runs: map[types.NamespacedName]map[string]taskRef{}} }
 
-// touch records that the task object obj belongs to (a Job, a bare Pod, or
-// the Job of a pod) changed.
-func (b *inbox) touch(obj client.Object) {
-	run := annotations.RunOf(obj)
-	if run == "" {
-		return
+// taskOf says which task obj belongs to: its run, the task's name, and the
+// task's object (obj itself, or the Job of a Job's pod). It reads labels
+// only, as the webhook wrote them; ok is false for an object of no run.
+func taskOf(obj client.Object) (run types.NamespacedName, name string, ref taskRef, ok bool) {
+	if annotations.RunOf(obj) == "" {
+		return run, "", ref, false
 	}
-	ref := taskRef{name: obj.GetName()}
-	switch {
-	case annotations.ControlledByJob(obj):
-		owner := jobOwnerName(obj)
-		if owner == "" {
-			return
-		}
-		ref = taskRef{job: true, name: owner}
-	case isJob(obj):
+	ref = taskRef{name: obj.GetName()}
+	if job := annotations.JobRef(obj); job != nil {
+		ref = taskRef{job: true, name: job.Name}
+	} else if _, isJob := obj.(*batchv1.Job); isJob {
 		ref.job = true
 	}
-	name := obj.GetLabels()[annotations.TaskLabel]
+	name = obj.GetLabels()[annotations.TaskLabel]
 	if name == "" {
 		name = ref.name // the default task name, as Parse gives it
 	}
-	key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: run}
+	return types.NamespacedName{Namespace: obj.GetNamespace(), Name: annotations.RunOf(obj)}, name, ref, true
+}
+
+// touch records that the task object obj belongs to (a Job, a bare Pod, or
+// the Job of a pod) changed.
+func (b *inbox) touch(obj client.Object) {
+	key, name, ref, ok := taskOf(obj)
+	if !ok {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.runs[key] == nil {
@@ -233,17 +236,4 @@ func (b *inbox) drain(key types.NamespacedName) map[string]taskRef {
 	touched := b.runs[key]
 	delete(b.runs, key)
 	return touched
-}
-
-func isJob(obj client.Object) bool {
-	_, ok := obj.(*batchv1.Job)
-	return ok
-}
-
-// jobOwnerName is the name of the Job that controls obj, or "".
-func jobOwnerName(obj client.Object) string {
-	if ref := metav1.GetControllerOfNoCopy(obj); ref != nil && ref.Kind == "Job" && ref.APIVersion == "batch/v1" {
-		return ref.Name
-	}
-	return ""
 }

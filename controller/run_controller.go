@@ -220,7 +220,8 @@ func (r *RunReconciler) model(ctx context.Context, key types.NamespacedName) (*r
 			continue
 		}
 		if _, dup := all[t.Name]; !dup {
-			all[t.Name] = taskRef{job: isJob(obj), name: obj.GetName()}
+			_, _, ref, _ := taskOf(obj)
+			all[t.Name] = ref
 		}
 	}
 	for name, ref := range touched {
