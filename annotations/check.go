@@ -61,6 +61,16 @@ func Check(objs []metav1.Object) []error {
 			errs = append(errs, fmt.Errorf("run %q: task %q is named as an upstream (by %s) but is not in the set",
 				tasks[0].Run, missing, strings.Join(waiting, ", ")))
 		}
+		reported := map[string]bool{}
+		for _, name := range g.Names() {
+			for _, w := range g.Task(name).AfterGroups {
+				if n := len(g.Members(w.Group)); n < w.Size && !reported[w.Group] {
+					reported[w.Group] = true
+					errs = append(errs, fmt.Errorf("run %q: task %q waits for group %q of %d tasks, but the set has %d labelled %s=%s",
+						tasks[0].Run, name, w.Group, w.Size, n, GroupLabel, w.Group))
+				}
+			}
+		}
 	}
 	return errs
 }

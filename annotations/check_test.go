@@ -18,6 +18,8 @@ func TestCheck(t *testing.T) {
 		object("b", p, map[string]string{AfterAnnotation: "a"}),
 		object("bad", p, map[string]string{"sluice.dev/ouputs": "x"}),
 		object("plain", nil, map[string]string{AfterAnnotation: "x"}),
+		object("shard-1", map[string]string{PipelineLabel: "churn", GroupLabel: "shards"}, nil),
+		object("merge", p, map[string]string{AfterGroupAnnotation: "shards=1000"}),
 	}
 	var got []string
 	for _, e := range Check(objs) {
@@ -29,6 +31,7 @@ func TestCheck(t *testing.T) {
 		`task "eval" of run "churn": sluice.dev/when: ...`,
 		`task "train" of run "churn": input d=prep.dataset names an output prep does not declare (it declares: data)`,
 		`run "churn": task "validate" is named as an upstream (by train) but is not in the set`,
+		`run "churn": task "merge" waits for group "shards" of 1000 tasks, but the set has 1 labelled sluice.dev/group=shards`,
 	}
 	// The condition's message is CEL's own; its head is ours.
 	const whenHead = `task "eval" of run "churn": sluice.dev/when: `

@@ -8,14 +8,19 @@ import (
 
 // Graph is the task graph of one run.
 type Graph struct {
-	tasks      map[string]*Task
+	tasks map[string]*Task
+	// ups holds each task's upstreams: those it names, and the members of
+	// the groups it waits for.
+	ups        map[string][]string
 	downstream map[string][]string
+	members    map[string][]string // group -> its tasks, sorted
 }
 
 // NewGraph builds the graph of the given tasks, which must belong to one run.
-// It reports duplicate task names (the first one is kept) and cycles.
+// It reports duplicate task names (the first one is kept), groups with more
+// tasks than a task waiting for them expects, and cycles.
 func NewGraph(tasks []*Task) (*Graph, []error) {
-	g := &Graph{tasks: map[string]*Task{}, downstream: map[string][]string{}}
+	g := &Graph{tasks: map[string]*Task{}, ups: map[string][]string{}, downstream: map[string][]string{}, members: map[string][]string{}}
 	var errs []error
 	for _, t := range tasks {
 		if _, dup := g.tasks[t.Name]; dup {
@@ -24,16 +29,58 @@ func NewGraph(tasks []*Task) (*Graph, []error) {
 		}
 		g.tasks[t.Name] = t
 	}
-	for _, name := range g.Names() {
-		for _, up := range g.tasks[name].Upstreams() {
+	names := g.Names()
+	for _, name := range names {
+		if group := g.tasks[name].Group; group != "" {
+			g.members[group] = append(g.members[group], name)
+		}
+	}
+	for _, name := range names {
+		t := g.tasks[name]
+		ups := t.Upstreams()
+		for _, w := range t.AfterGroups {
+			ups = append(ups, g.members[w.Group]...)
+		}
+		if len(t.AfterGroups) > 0 {
+			slices.Sort(ups)
+			ups = slices.Compact(ups)
+		}
+		g.ups[name] = ups
+		for _, up := range ups {
 			g.downstream[up] = append(g.downstream[up], name)
 		}
 	}
+	errs = append(errs, g.groupErrors()...)
 	if cycle := g.Cycle(); cycle != nil {
 		errs = append(errs, fmt.Errorf("run %q has a dependency cycle: %s", tasks[0].Run, strings.Join(cycle, " -> ")))
 	}
 	return g, errs
 }
+
+// groupErrors reports the groups that tasks wait for with different sizes,
+// or that have more tasks than a task waiting for them expects.
+func (g *Graph) groupErrors() []error {
+	var errs []error
+	size, by := map[string]int{}, map[string]string{}
+	for _, name := range g.Names() {
+		t := g.tasks[name]
+		for _, w := range t.AfterGroups {
+			switch prev, seen := size[w.Group]; {
+			case !seen:
+				size[w.Group], by[w.Group] = w.Size, name
+				if n := len(g.members[w.Group]); n > w.Size {
+					errs = append(errs, fmt.Errorf("run %q: group %q has %d tasks, but task %q waits for %d (%s)", t.Run, w.Group, n, name, w.Size, AfterGroupAnnotation))
+				}
+			case prev != w.Size:
+				errs = append(errs, fmt.Errorf("run %q: task %q waits for group %q of %d tasks, but task %q for %d: a group has one size", t.Run, name, w.Group, w.Size, by[w.Group], prev))
+			}
+		}
+	}
+	return errs
+}
+
+// Members returns the tasks of a group, sorted.
+func (g *Graph) Members(group string) []string { return g.members[group] }
 
 // Task returns the named task, or nil.
 func (g *Graph) Task(name string) *Task { return g.tasks[name] }
@@ -79,7 +126,7 @@ func (g *Graph) Cycle() []string {
 	visit = func(n string) []string {
 		state[n] = onStack
 		stack = append(stack, n)
-		for _, up := range g.tasks[n].Upstreams() {
+		for _, up := range g.ups[n] {
 			if _, ok := g.tasks[up]; !ok {
 				continue
 			}
@@ -131,7 +178,7 @@ func (g *Graph) Schedule() (order []string, cycles map[string][]string) {
 		if _, onCycle := cycles[n]; onCycle {
 			continue
 		}
-		for _, up := range g.tasks[n].Upstreams() {
+		for _, up := range g.ups[n] {
 			if _, ok := g.tasks[up]; ok {
 				indegree[n]++
 			}

@@ -2,19 +2,27 @@ package annotations
 
 import (
 	"maps"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
 
+// tasks builds tasks from "name[@group][:up,up,group=size]".
 func tasks(specs ...string) []*Task {
 	var out []*Task
 	for _, s := range specs {
 		name, ups, _ := strings.Cut(s, ":")
-		t := &Task{Name: name, Run: "r"}
-		if ups != "" {
-			t.After = strings.Split(ups, ",")
+		name, group, _ := strings.Cut(name, "@")
+		t := &Task{Name: name, Run: "r", Group: group}
+		for _, up := range strings.Split(ups, ",") {
+			if g, size, isGroup := strings.Cut(up, "="); isGroup {
+				n, _ := strconv.Atoi(size)
+				t.AfterGroups = append(t.AfterGroups, GroupWait{Group: g, Size: n})
+			} else if up != "" {
+				t.After = append(t.After, up)
+			}
 		}
 		out = append(out, t)
 	}
@@ -44,6 +52,28 @@ func TestGraph(t *testing.T) {
 		"cycle": {
 			tasks:    tasks("a:c", "b:a", "c:b", "d"),
 			wantErrs: []string{`run "r" has a dependency cycle: a -> b -> c -> a`},
+		},
+		"a group's tasks come before the task that waits for it": {
+			tasks:     tasks("join:shards=3", "s2@shards:root", "s1@shards:root", "s3@shards:root", "root"),
+			wantOrder: []string{"root", "s1", "s2", "s3", "join"},
+		},
+		"a group that is not complete yet is waited for": {
+			tasks:     tasks("join:shards=3", "s1@shards"),
+			wantOrder: []string{"s1", "join"},
+		},
+		"cycle through a group": {
+			tasks:    tasks("join:shards=2", "s1@shards", "s2@shards:join"),
+			wantErrs: []string{`run "r" has a dependency cycle: join -> s2 -> join`},
+		},
+		"a group with more tasks than waited for": {
+			tasks:     tasks("join:shards=1", "s1@shards", "s2@shards"),
+			wantOrder: []string{"s1", "s2", "join"},
+			wantErrs:  []string{`run "r": group "shards" has 2 tasks, but task "join" waits for 1 (sluice.dev/after-group)`},
+		},
+		"two sizes of one group": {
+			tasks:     tasks("a:shards=2", "b:shards=3", "s1@shards", "s2@shards"),
+			wantOrder: []string{"s1", "s2", "a", "b"},
+			wantErrs:  []string{`run "r": task "b" waits for group "shards" of 3 tasks, but task "a" for 2: a group has one size`},
 		},
 		"duplicate task": {
 			tasks:     tasks("a", "a", "b:a"),
@@ -90,6 +120,8 @@ func FuzzGraph(f *testing.F) {
 	f.Add("a:b;b:c;c")
 	f.Add("a:a")
 	f.Add("a:b;b:a;c:a")
+	f.Add("j:g=2;a@g:r;b@g:r;r")
+	f.Add("j:g=1;a@g:j")
 	f.Fuzz(func(t *testing.T, spec string) {
 		g, errs := NewGraph(tasks(strings.Split(spec, ";")...))
 		order, err := g.Order()
@@ -110,7 +142,11 @@ func FuzzGraph(f *testing.F) {
 			t.Fatalf("order %v misses tasks of %v", order, g.Names())
 		}
 		for _, n := range order {
-			for _, up := range g.Task(n).Upstreams() {
+			ups := g.Task(n).Upstreams()
+			for _, w := range g.Task(n).AfterGroups {
+				ups = append(ups, g.Members(w.Group)...)
+			}
+			for _, up := range ups {
 				if p, ok := pos[up]; ok && p >= pos[n] {
 					t.Fatalf("%s placed before its upstream %s in %v", n, up, order)
 				}

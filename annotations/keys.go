@@ -15,6 +15,9 @@ const (
 	RunLabel = Prefix + "run"
 	// TaskLabel names the task within its run; defaults to the object's name.
 	TaskLabel = Prefix + "task"
+	// GroupLabel puts the task in a named group of its run, which a task
+	// can wait for as a whole with AfterGroupAnnotation.
+	GroupLabel = Prefix + "group"
 	// PhaseLabel is owned by the controller and holds the task's Phase.
 	PhaseLabel = Prefix + "phase"
 )
@@ -23,6 +26,9 @@ const (
 const (
 	// AfterAnnotation is a comma list of upstream tasks that must finish first.
 	AfterAnnotation = Prefix + "after"
+	// AfterGroupAnnotation is "group=size, ...": the task waits for every
+	// task labelled with that group, and the size says how many there are.
+	AfterGroupAnnotation = Prefix + "after-group"
 	// InputsAnnotation is "name=task.output, ...". Each input implies after: task.
 	InputsAnnotation = Prefix + "inputs"
 	// OutputsAnnotation is "name[:Type], ...".
@@ -98,10 +104,10 @@ const (
 
 // userKeys are the keys a user may set, labels and annotations alike; the
 // controller-owned keys are listed apart so the validator can protect them.
-var userLabels = []string{PipelineLabel, RunLabel, TaskLabel}
+var userLabels = []string{PipelineLabel, RunLabel, TaskLabel, GroupLabel}
 
 var userAnnotations = []string{
-	AfterAnnotation, InputsAnnotation, OutputsAnnotation, WhenAnnotation, TriggerAnnotation,
+	AfterAnnotation, AfterGroupAnnotation, InputsAnnotation, OutputsAnnotation, WhenAnnotation, TriggerAnnotation,
 	GPUAnnotation, AcceleratorAnnotation, ContainerAnnotation, CPUAnnotation, MemoryAnnotation,
 	StorageClassAnnotation, ArtifactSizeAnnotation,
 }
@@ -115,6 +121,6 @@ var (
 // GraphKeys are the keys that define a task's place in its run's graph; they
 // are immutable once the object exists.
 var GraphKeys = []string{
-	PipelineLabel, RunLabel, TaskLabel,
-	AfterAnnotation, InputsAnnotation, OutputsAnnotation, WhenAnnotation, TriggerAnnotation,
+	PipelineLabel, RunLabel, TaskLabel, GroupLabel,
+	AfterAnnotation, AfterGroupAnnotation, InputsAnnotation, OutputsAnnotation, WhenAnnotation, TriggerAnnotation,
 }

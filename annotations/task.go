@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -25,25 +27,40 @@ type Output struct {
 	Type string
 }
 
+// GroupWait is one entry of sluice.dev/after-group: every task of the group,
+// of which there are Size.
+type GroupWait struct {
+	Group string
+	Size  int
+}
+
+// MaxGroupSize is the largest group a task may wait for.
+const MaxGroupSize = 100000
+
 // Task is a Job or Pod's sluice keys, parsed and defaulted.
 type Task struct {
 	Namespace string
 	Pipeline  string
 	Run       string
 	Name      string
+	// Group is the group the task belongs to, if any.
+	Group string
 	// After holds the explicit sluice.dev/after entries, in the order given.
-	After   []string
-	Inputs  []Input
-	Outputs []Output
-	When    string
-	Trigger string
+	After []string
+	// AfterGroups are the groups the task waits for, in the order given.
+	AfterGroups []GroupWait
+	Inputs      []Input
+	Outputs     []Output
+	When        string
+	Trigger     string
 	// StorageClass and ArtifactSize override the run volume's defaults.
 	StorageClass string
 	ArtifactSize *resource.Quantity
 }
 
-// Upstreams returns every task this one waits for: the after list and the
-// producers of its inputs, sorted and without repeats.
+// Upstreams returns every task this one waits for by name: the after list
+// and the producers of its inputs, sorted and without repeats. The members
+// of the groups it waits for (AfterGroups) come on top.
 func (t *Task) Upstreams() []string {
 	ups := slices.Clone(t.After)
 	for _, in := range t.Inputs {
@@ -53,9 +70,20 @@ func (t *Task) Upstreams() []string {
 	return slices.Compact(ups)
 }
 
+// WaitsForGroup returns the size of the named group when the task waits for
+// it, else 0.
+func (t *Task) WaitsForGroup(group string) int {
+	for _, w := range t.AfterGroups {
+		if w.Group == group {
+			return w.Size
+		}
+	}
+	return 0
+}
+
 // Held reports whether the task must wait before it may start.
 func (t *Task) Held() bool {
-	return len(t.After) > 0 || len(t.Inputs) > 0 || t.When != ""
+	return len(t.After) > 0 || len(t.AfterGroups) > 0 || len(t.Inputs) > 0 || t.When != ""
 }
 
 // InitialPhase is the phase a task is created in (the mutating webhook
@@ -130,9 +158,21 @@ func Parse(obj metav1.Object) (*Task, field.ErrorList) {
 			"an object created with generateName has no name to default the task name from; set "+TaskLabel))
 	}
 
-	var afterErrs field.ErrorList
+	if v, ok := labels[GroupLabel]; ok {
+		t.Group = v
+		errs = append(errs, nameErrors(labelsPath.Key(GroupLabel), v, "the group name")...)
+	}
+
+	var afterErrs, groupErrs field.ErrorList
 	t.After, afterErrs = parseAfter(annotationsPath.Key(AfterAnnotation), annots[AfterAnnotation])
 	errs = append(errs, afterErrs...)
+	t.AfterGroups, groupErrs = parseAfterGroups(annotationsPath.Key(AfterGroupAnnotation), annots[AfterGroupAnnotation])
+	errs = append(errs, groupErrs...)
+	if t.Group != "" && t.WaitsForGroup(t.Group) > 0 {
+		errs = append(errs, field.Invalid(annotationsPath.Key(AfterGroupAnnotation), annots[AfterGroupAnnotation],
+			fmt.Sprintf("a task cannot wait for its own group %q (it is labelled %s=%s)", t.Group, GroupLabel, t.Group)))
+	}
+	errs = append(errs, annotationsSizeErrors(annots, len(t.After))...)
 	var inErrs, outErrs field.ErrorList
 	t.Inputs, inErrs = parseInputs(annotationsPath.Key(InputsAnnotation), annots[InputsAnnotation])
 	errs = append(errs, inErrs...)
@@ -222,6 +262,51 @@ func parseAfter(path *field.Path, value string) ([]string, field.ErrorList) {
 		after = append(after, item)
 	}
 	return after, errs
+}
+
+func parseAfterGroups(path *field.Path, value string) ([]GroupWait, field.ErrorList) {
+	const example = "shards=1000"
+	items, errs := splitList(path, value, example)
+	var waits []GroupWait
+	for _, item := range items {
+		group, size, ok := strings.Cut(item, "=")
+		group, size = strings.TrimSpace(group), strings.TrimSpace(size)
+		if !ok {
+			errs = append(errs, field.Invalid(path, value, fmt.Sprintf("%q: expected group=size, the group's name and how many tasks it has, e.g. %q", item, example)))
+			continue
+		}
+		if msgs := validation.IsDNS1123Label(group); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(path, value, fmt.Sprintf("%q: %q is not a group name (a DNS-1123 label): %s", item, group, strings.Join(msgs, "; "))))
+			continue
+		}
+		n, err := strconv.Atoi(size)
+		if err != nil || n < 1 || n > MaxGroupSize {
+			errs = append(errs, field.Invalid(path, value, fmt.Sprintf("%q: the size of group %s must be a whole number from 1 to %d: the number of tasks labelled %s=%s", item, group, MaxGroupSize, GroupLabel, group)))
+			continue
+		}
+		if slices.ContainsFunc(waits, func(w GroupWait) bool { return w.Group == group }) {
+			errs = append(errs, field.Duplicate(path, group))
+			continue
+		}
+		waits = append(waits, GroupWait{Group: group, Size: n})
+	}
+	return waits, errs
+}
+
+// annotationsSizeErrors reports annotations larger than the API server
+// accepts, when a long sluice.dev/after is the reason, with the way out.
+func annotationsSizeErrors(annots map[string]string, after int) field.ErrorList {
+	total := 0
+	for k, v := range annots {
+		total += len(k) + len(v)
+	}
+	if total <= apivalidation.TotalAnnotationSizeLimitB || len(annots[AfterAnnotation]) < total/2 {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(annotationsPath.Key(AfterAnnotation),
+		fmt.Sprintf("%d task names, %d KiB", after, (len(annots[AfterAnnotation])+1023)/1024),
+		fmt.Sprintf("an object's annotations hold at most %d KiB in all; wait for that many tasks as a group instead: label each %s=NAME and set %s: NAME=%d",
+			apivalidation.TotalAnnotationSizeLimitB/1024, GroupLabel, AfterGroupAnnotation, after))}
 }
 
 func parseInputs(path *field.Path, value string) ([]Input, field.ErrorList) {

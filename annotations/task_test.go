@@ -1,6 +1,7 @@
 package annotations
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -95,6 +96,44 @@ func TestParse(t *testing.T) {
 			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{ArtifactSizeAnnotation: "lots"}),
 			wantErr: []string{`sluice.dev/artifact-size]: Invalid value: "lots": expected a positive storage quantity, e.g. 10Gi`},
 		},
+		"group and after-group": {
+			obj: object("join", map[string]string{PipelineLabel: "p", GroupLabel: "reports"}, map[string]string{
+				AfterGroupAnnotation: "shards=1000, evals = 3",
+			}),
+			want: &Task{
+				Namespace: "ml", Pipeline: "p", Run: "p", Name: "join", Group: "reports",
+				AfterGroups: []GroupWait{{Group: "shards", Size: 1000}, {Group: "evals", Size: 3}},
+				Trigger:     TriggerAllSucceeded,
+			},
+		},
+		"bad group name": {
+			obj:     object("t", map[string]string{PipelineLabel: "p", GroupLabel: "Shards"}, nil),
+			wantErr: []string{`metadata.labels[sluice.dev/group]: Invalid value: "Shards": the group name must be a DNS-1123 label`},
+		},
+		"empty group name": {
+			obj:     object("t", map[string]string{PipelineLabel: "p", GroupLabel: ""}, nil),
+			wantErr: []string{`metadata.labels[sluice.dev/group]: Required value: the group name must not be empty`},
+		},
+		"after-group without a size": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{AfterGroupAnnotation: "shards"}),
+			wantErr: []string{`sluice.dev/after-group]: Invalid value: "shards": "shards": expected group=size, the group's name and how many tasks it has, e.g. "shards=1000"`},
+		},
+		"after-group size out of range": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{AfterGroupAnnotation: "a=0, b=x, c=100001"}),
+			wantErr: []string{`"a=0": the size of group a must be a whole number from 1 to 100000: the number of tasks labelled sluice.dev/group=a`, `"b=x": the size`, `"c=100001": the size`},
+		},
+		"after-group names a group twice": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{AfterGroupAnnotation: "a=2, a=3"}),
+			wantErr: []string{`sluice.dev/after-group]: Duplicate value: "a"`},
+		},
+		"a task waits for its own group": {
+			obj:     object("t", map[string]string{PipelineLabel: "p", GroupLabel: "a"}, map[string]string{AfterGroupAnnotation: "a=2"}),
+			wantErr: []string{`a task cannot wait for its own group "a" (it is labelled sluice.dev/group=a)`},
+		},
+		"an after list too long for an annotation points to groups": {
+			obj:     object("join", map[string]string{PipelineLabel: "p"}, map[string]string{AfterAnnotation: longAfter(10000)}),
+			wantErr: []string{`metadata.annotations[sluice.dev/after]: Invalid value: "10000 task names, 606 KiB": an object's annotations hold at most 256 KiB in all; wait for that many tasks as a group instead: label each sluice.dev/group=NAME and set sluice.dev/after-group: NAME=10000`},
+		},
 		"every problem at once": {
 			obj: object("t", map[string]string{PipelineLabel: "p", RunLabel: "R!"}, map[string]string{
 				InputsAnnotation: "bad", OutputsAnnotation: "9lives",
@@ -122,6 +161,15 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// longAfter is an after list of n names of 61 characters or so.
+func longAfter(n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("shard-of-the-training-data-with-a-rather-long-name-%010d", i)
+	}
+	return strings.Join(names, ",")
+}
+
 func TestUpstreamsAndHeld(t *testing.T) {
 	task := &Task{After: []string{"b", "a"}, Inputs: []Input{{Name: "x", Task: "c"}, {Name: "y", Task: "a"}}}
 	if diff := cmp.Diff([]string{"a", "b", "c"}, task.Upstreams()); diff != "" {
@@ -136,6 +184,13 @@ func TestUpstreamsAndHeld(t *testing.T) {
 	if !(&Task{When: "true"}).Held() {
 		t.Error("a task with a condition must be held")
 	}
+	join := &Task{AfterGroups: []GroupWait{{Group: "shards", Size: 3}}}
+	if !join.Held() || join.WaitsForGroup("shards") != 3 || join.WaitsForGroup("other") != 0 {
+		t.Errorf("a task waiting for a group: Held() = %v, WaitsForGroup = %d, %d", join.Held(), join.WaitsForGroup("shards"), join.WaitsForGroup("other"))
+	}
+	if len(join.Upstreams()) != 0 {
+		t.Errorf("Upstreams() = %v: group members are not named upstreams", join.Upstreams())
+	}
 }
 
 func TestEnvNames(t *testing.T) {
@@ -148,15 +203,20 @@ func TestEnvNames(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	f.Add("p", "r", "t", "a,b", "d=a.x, e=b.y", "m:Model, n", "all-done", "sluice.dev/afer")
-	f.Add("", "", "", ",,", "=.", ":", "", "sluice.dev/")
-	f.Add("p", "p", "x", " x ", "x=x.x", "x:X", "any-failed", "sluice.dev/gpu")
-	f.Fuzz(func(t *testing.T, pipeline, run, task, after, inputs, outputs, trigger, extra string) {
-		obj := object("obj", map[string]string{PipelineLabel: pipeline, RunLabel: run, TaskLabel: task},
-			map[string]string{AfterAnnotation: after, InputsAnnotation: inputs, OutputsAnnotation: outputs, TriggerAnnotation: trigger, extra: "v"})
+	f.Add("p", "r", "t", "a,b", "d=a.x, e=b.y", "m:Model, n", "all-done", "sluice.dev/afer", "g", "h=3, i=1")
+	f.Add("", "", "", ",,", "=.", ":", "", "sluice.dev/", "", "=,=0")
+	f.Add("p", "p", "x", " x ", "x=x.x", "x:X", "any-failed", "sluice.dev/gpu", "x", "x=100000")
+	f.Fuzz(func(t *testing.T, pipeline, run, task, after, inputs, outputs, trigger, extra, group, afterGroup string) {
+		obj := object("obj", map[string]string{PipelineLabel: pipeline, RunLabel: run, TaskLabel: task, GroupLabel: group},
+			map[string]string{AfterAnnotation: after, InputsAnnotation: inputs, OutputsAnnotation: outputs, TriggerAnnotation: trigger, extra: "v", AfterGroupAnnotation: afterGroup})
 		got, errs := Parse(obj)
 		if len(errs) > 0 {
 			return
+		}
+		for _, w := range got.AfterGroups {
+			if w.Group == "" || w.Group == got.Group || w.Size < 1 || w.Size > MaxGroupSize {
+				t.Fatalf("task %q (group %q) waits for %+v", got.Name, got.Group, w)
+			}
 		}
 		// A task that parses cleanly must be usable as-is by the webhook and
 		// the controller: names are labels, artifact env names are unique, and

@@ -29,6 +29,7 @@ func TestDecide(t *testing.T) {
 		when    string
 		deleted string                // an upstream deleted before it finished
 		ups     map[string]*taskState // upstreams a and b are declared; absent => not created
+		group   *groupWait            // a group the task waits for too; its members' states are in ups
 		want    decision
 	}{
 		"all succeeded releases": {
@@ -80,6 +81,38 @@ func TestDecide(t *testing.T) {
 			ups:     map[string]*taskState{"a": st(S), "b": st(S)},
 			want:    decision{phase: K, reason: "no upstream failed (trigger any-failed)"},
 		},
+		"a group not complete yet waits": {
+			group: &groupWait{GroupWait: annotations.GroupWait{Group: "g", Size: 3}, members: []string{"m1", "m2"}},
+			ups:   map[string]*taskState{"a": st(S), "b": st(S), "m1": st(S), "m2": st(S)},
+			want:  decision{phase: W, reason: "waiting for group g to have its 3 tasks"},
+		},
+		"an upstream and a group both missing": {
+			group: &groupWait{GroupWait: annotations.GroupWait{Group: "g", Size: 3}, members: []string{"m1"}},
+			ups:   map[string]*taskState{"a": st(S), "m1": st(R)},
+			want:  decision{phase: W, reason: "waiting for b to be created and for group g to have its 3 tasks"},
+		},
+		"a complete group that succeeded releases": {
+			group: &groupWait{GroupWait: annotations.GroupWait{Group: "g", Size: 3}, members: []string{"m1", "m2", "m3"}},
+			ups:   map[string]*taskState{"a": st(S), "b": st(S), "m1": st(S), "m2": st(S), "m3": st(S)},
+			want:  decision{phase: R, release: true, reason: "released: upstreams succeeded (a, b, m1, m2, m3)"},
+		},
+		"a failed member fails the task before the group is complete": {
+			group: &groupWait{GroupWait: annotations.GroupWait{Group: "g", Size: 3}, members: []string{"m1"}},
+			ups:   map[string]*taskState{"a": st(S), "b": st(R), "m1": st(F)},
+			want:  decision{phase: UF, reason: "upstream m1 failed"},
+		},
+		"a member deleted before it finished counts as failed": {
+			deleted: "m3",
+			group:   &groupWait{GroupWait: annotations.GroupWait{Group: "g", Size: 3}, members: []string{"m1", "m2"}, lost: []string{"m3"}},
+			ups:     map[string]*taskState{"a": st(S), "b": st(S), "m1": st(S), "m2": st(S)},
+			want:    decision{phase: UF, reason: "upstream m3 (deleted before it finished) failed"},
+		},
+		"all-done over a group with failures": {
+			trigger: annotations.TriggerAllDone,
+			group:   &groupWait{GroupWait: annotations.GroupWait{Group: "g", Size: 2}, members: []string{"m1", "m2"}},
+			ups:     map[string]*taskState{"a": st(S), "b": st(S), "m1": st(F), "m2": st(S)},
+			want:    decision{phase: R, release: true, reason: "released: upstreams done (a, b, m1, m2)"},
+		},
 		"when true releases": {
 			when: "tasks.a.results.accuracy >= 0.9 && tasks.b.phase == 'Succeeded'",
 			ups:  map[string]*taskState{"a": withResults(st(S), 0.95), "b": st(S)},
@@ -119,7 +152,12 @@ func TestDecide(t *testing.T) {
 			if tc.when != "" {
 				when, whenErr = annotations.CompileWhen(tc.when, task.Upstreams())
 			}
-			got := decide(task, tc.ups, func(up string) bool { return tc.deleted == up }, when, whenErr)
+			var groups []groupWait
+			if tc.group != nil {
+				task.AfterGroups = []annotations.GroupWait{tc.group.GroupWait}
+				groups = []groupWait{*tc.group}
+			}
+			got := decide(task, tc.ups, groups, func(up string) bool { return tc.deleted == up }, when, whenErr)
 			if tc.want.reason == "" && got.phase == F {
 				const prefix = `sluice.dev/when "tasks.a.results.accuracy >= 0.9" could not be evaluated: `
 				if !strings.HasPrefix(got.reason, prefix) {

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"maps"
+	"slices"
 	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -17,17 +19,39 @@ import (
 // never released early). Once decided, UpstreamFailed is in the objects.
 type deletedTasks struct {
 	mu    sync.Mutex
-	tasks map[string]map[string]bool // namespace/run -> task names
+	tasks map[string]map[string]string // namespace/run -> task name -> its group
 }
 
 func newDeletedTasks() *deletedTasks {
-	return &deletedTasks{tasks: map[string]map[string]bool{}}
+	return &deletedTasks{tasks: map[string]map[string]string{}}
 }
 
 func (d *deletedTasks) has(ns, run, task string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.tasks[ns+"/"+run][task]
+	_, ok := d.tasks[ns+"/"+run][task]
+	return ok
+}
+
+// of returns the deleted tasks of a run, with their groups.
+func (d *deletedTasks) of(ns, run string) map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.tasks[ns+"/"+run])
+}
+
+// lost returns the deleted tasks of a group, sorted.
+func (d *deletedTasks) lost(ns, run, group string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var names []string
+	for name, g := range d.tasks[ns+"/"+run] {
+		if g == group {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 func (d *deletedTasks) set(obj client.Object, deleted bool) {
@@ -46,9 +70,9 @@ func (d *deletedTasks) set(obj client.Object, deleted bool) {
 		return
 	}
 	if d.tasks[key] == nil {
-		d.tasks[key] = map[string]bool{}
+		d.tasks[key] = map[string]string{}
 	}
-	d.tasks[key][task.Name] = true
+	d.tasks[key][task.Name] = task.Group
 }
 
 // finishedObject reports whether a task's object shows an outcome: recorded

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"maps"
 	"slices"
 	"sync"
 
@@ -28,6 +29,13 @@ type runModel struct {
 	// down maps a task name to the tasks that name it as an upstream; the
 	// upstream need not exist yet.
 	down map[string][]string
+	// groups holds, per group, its tasks and the tasks waiting for it;
+	// down links each member to those.
+	groups map[string]*group
+	// gone holds the tasks deleted before they finished, with their group:
+	// their downstream counts them as finished (a failure) until they are
+	// created again. A group's size counts them.
+	gone map[string]string
 	// unfinished counts the nodes whose phase is not final.
 	unfinished int
 	// needsVolume is true once a task that passes artifacts was seen;
@@ -41,7 +49,11 @@ type node struct {
 	uid   types.UID
 	task  *annotations.Task
 	state *taskState // the last observation, with the controller's decision
-	// pendingUps counts the upstreams that do not exist or have not finished.
+	// pendingUps counts the upstreams that do not exist or have not
+	// finished, group members not created yet included. It says when to
+	// decide the task (decide looks at the upstreams themselves): it may
+	// fall short, when a group has more tasks than its size says, but never
+	// count an upstream that finished.
 	pendingUps int
 	// cycle is set when the task is on a dependency cycle: it can never run.
 	cycle []string
@@ -51,25 +63,65 @@ type node struct {
 	whenErr error
 }
 
+// group is one sluice.dev/group of the run.
+type group struct {
+	members  map[string]bool
+	finished int      // members whose phase is final
+	joins    []string // tasks waiting for the group
+}
+
 func newRunModel() *runModel {
-	return &runModel{nodes: map[string]*node{}, down: map[string][]string{}}
+	return &runModel{nodes: map[string]*node{}, down: map[string][]string{}, groups: map[string]*group{}, gone: map[string]string{}}
 }
 
 func finished(s *taskState) bool { return s != nil && s.phase.Finished() }
 
+func (m *runModel) group(name string) *group {
+	g := m.groups[name]
+	if g == nil {
+		g = &group{members: map[string]bool{}}
+		m.groups[name] = g
+	}
+	return g
+}
+
 // add puts a new task in the model, with its first observation.
 func (m *runModel) add(n *node) {
-	m.nodes[n.task.Name] = n
+	name := n.task.Name
+	m.nodes[name] = n
 	for _, up := range n.task.Upstreams() {
-		m.down[up] = append(m.down[up], n.task.Name)
-		if u := m.nodes[up]; u == nil || !finished(u.state) {
+		m.down[up] = append(m.down[up], name)
+		u := m.nodes[up]
+		if _, gone := m.gone[up]; (u == nil && !gone) || (u != nil && !finished(u.state)) {
 			n.pendingUps++
 		}
+	}
+	for _, w := range n.task.AfterGroups {
+		g := m.group(w.Group)
+		g.joins = append(g.joins, name)
+		for member := range g.members {
+			m.down[member] = append(m.down[member], name)
+		}
+		n.pendingUps += w.Size - g.finished
+		for _, of := range m.gone {
+			if of == w.Group {
+				n.pendingUps--
+			}
+		}
+	}
+	if n.task.Group != "" {
+		g := m.group(n.task.Group)
+		g.members[name] = true
+		m.down[name] = append(m.down[name], g.joins...)
+	}
+	if _, ok := m.gone[name]; ok {
+		delete(m.gone, name)
+		m.upstreamFinished(name, -1) // its downstream waits for it again
 	}
 	if !finished(n.state) {
 		m.unfinished++
 	} else {
-		m.upstreamFinished(n.task.Name, 1)
+		m.finish(n, 1)
 	}
 	if n.task.When != "" {
 		n.when, n.whenErr = annotations.CompileWhen(n.task.When, n.task.Upstreams())
@@ -77,24 +129,49 @@ func (m *runModel) add(n *node) {
 	m.needsVolume = m.needsVolume || n.task.NeedsVolume()
 }
 
-// remove takes a deleted task out of the model.
-func (m *runModel) remove(name string) {
+// remove takes a deleted task out of the model. A task deleted before it
+// finished counts as finished for the tasks waiting for it (decide fails
+// them), until it is created again. It returns the tasks that waited for it
+// as a member of their group: those no longer link to it.
+func (m *runModel) remove(name string) (joins []string) {
 	n := m.nodes[name]
 	if n == nil {
-		return
+		return nil
 	}
 	if finished(n.state) {
-		m.upstreamFinished(name, -1) // it is missing again
+		m.finish(n, -1) // it is missing again
 	} else {
 		m.unfinished--
+		m.gone[name] = n.task.Group
+		m.upstreamFinished(name, 1)
 	}
-	for _, up := range n.task.Upstreams() {
+	unlink := func(up string) {
 		m.down[up] = slices.DeleteFunc(m.down[up], func(d string) bool { return d == name })
 		if len(m.down[up]) == 0 {
 			delete(m.down, up)
 		}
 	}
+	for _, up := range n.task.Upstreams() {
+		unlink(up)
+	}
+	for _, w := range n.task.AfterGroups {
+		g := m.groups[w.Group]
+		g.joins = slices.DeleteFunc(g.joins, func(d string) bool { return d == name })
+		for member := range g.members {
+			unlink(member)
+		}
+	}
+	if n.task.Group != "" {
+		g := m.groups[n.task.Group]
+		delete(g.members, name)
+		joins = g.joins
+		m.down[name] = slices.DeleteFunc(m.down[name], func(d string) bool { return slices.Contains(joins, d) })
+		if len(m.down[name]) == 0 {
+			delete(m.down, name)
+		}
+	}
 	delete(m.nodes, name)
+	return joins
 }
 
 // observed replaces a task's observation, keeping the counts of its
@@ -105,11 +182,20 @@ func (m *runModel) observed(n *node, s *taskState) {
 	switch {
 	case !was && is:
 		m.unfinished--
-		m.upstreamFinished(n.task.Name, 1)
+		m.finish(n, 1)
 	case was && !is:
 		m.unfinished++
-		m.upstreamFinished(n.task.Name, -1)
+		m.finish(n, -1)
 	}
+}
+
+// finish counts a task as finished (+1) or not any more (-1), for its
+// group and its downstream.
+func (m *runModel) finish(n *node, delta int) {
+	if n.task.Group != "" {
+		m.groups[n.task.Group].finished += delta
+	}
+	m.upstreamFinished(n.task.Name, delta)
 }
 
 // upstreamFinished tells the tasks waiting for name that it finished (+1)
@@ -122,15 +208,40 @@ func (m *runModel) upstreamFinished(name string, delta int) {
 	}
 }
 
-// upstreams returns the states of the task's upstreams that exist.
-func (m *runModel) upstreams(n *node) map[string]*taskState {
+// upstreams returns the states of the task's upstreams that exist, the
+// members of the groups it waits for included, and those groups.
+func (m *runModel) upstreams(n *node, lost func(group string) []string) (map[string]*taskState, []groupWait) {
 	ups := make(map[string]*taskState, len(n.task.Upstreams()))
-	for _, up := range n.task.Upstreams() {
+	add := func(up string) {
 		if u := m.nodes[up]; u != nil && u.state != nil {
 			ups[up] = u.state
 		}
 	}
-	return ups
+	for _, up := range n.task.Upstreams() {
+		add(up)
+	}
+	var groups []groupWait
+	for _, w := range n.task.AfterGroups {
+		gw := groupWait{GroupWait: w, lost: lost(w.Group)}
+		if g := m.groups[w.Group]; g != nil {
+			gw.members = slices.Sorted(maps.Keys(g.members))
+		}
+		for _, member := range gw.members {
+			add(member)
+		}
+		groups = append(groups, gw)
+	}
+	return ups, groups
+}
+
+// waitsFor reports whether n waits for the task named up: by name, or as a
+// member of a group.
+func (m *runModel) waitsFor(n *node, up string) bool {
+	if _, found := slices.BinarySearch(n.task.Upstreams(), up); found {
+		return true
+	}
+	u := m.nodes[up]
+	return u != nil && u.task.Group != "" && n.task.WaitsForGroup(u.task.Group) > 0
 }
 
 // markCycle looks for a dependency cycle through a task just added: a path
@@ -138,8 +249,7 @@ func (m *runModel) upstreams(n *node) map[string]*taskState {
 // Every task on it is marked. Only tasks created after tasks that wait for
 // them cost anything here.
 func (m *runModel) markCycle(n *node) {
-	ups := n.task.Upstreams()
-	if len(ups) == 0 || len(m.down[n.task.Name]) == 0 {
+	if !n.task.Held() || len(m.down[n.task.Name]) == 0 {
 		return
 	}
 	start := n.task.Name
@@ -153,7 +263,7 @@ func (m *runModel) markCycle(n *node) {
 				continue
 			}
 			parent[d] = cur
-			if !slices.Contains(ups, d) {
+			if !m.waitsFor(n, d) {
 				queue = append(queue, d)
 				continue
 			}

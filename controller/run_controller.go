@@ -230,6 +230,9 @@ func (r *RunReconciler) model(ctx context.Context, key types.NamespacedName) (*r
 		}
 	}
 	m = newRunModel()
+	if gone := r.deleted.of(key.Namespace, key.Name); gone != nil {
+		m.gone = gone
+	}
 	r.mu.Lock()
 	r.models[key] = m
 	r.mu.Unlock()
@@ -267,8 +270,13 @@ func (r *RunReconciler) observe(ctx context.Context, key types.NamespacedName, m
 		}
 		if obj == nil {
 			if n != nil {
-				m.remove(name)
+				joins := m.remove(name)
 				r.wakeDownstream(m, name, wake)
+				for _, j := range joins {
+					if jn := m.nodes[j]; jn != nil && jn.state.phase == annotations.PhaseWaiting && wakes(jn, nil) {
+						wake[j] = true
+					}
+				}
 			}
 			continue
 		}
@@ -324,10 +332,17 @@ func (r *RunReconciler) observe(ctx context.Context, key types.NamespacedName, m
 			wake[name] = true
 		}
 		// Tasks applied before this one waited for it to be created, and
-		// said so in their reason.
+		// said so in their reason: by name, or for its group to be complete.
 		for _, d := range m.down[n.task.Name] {
-			if dn := m.nodes[d]; dn != nil && dn.state.phase == annotations.PhaseWaiting &&
-				(dn.state.object().GetAnnotations()[annotations.ReasonAnnotation] != "" || finished(n.state)) {
+			dn := m.nodes[d]
+			if dn == nil || dn.state.phase != annotations.PhaseWaiting {
+				continue
+			}
+			said := dn.state.object().GetAnnotations()[annotations.ReasonAnnotation] != ""
+			if g := n.task.Group; said && !slices.Contains(dn.task.Upstreams(), n.task.Name) {
+				said = len(m.groups[g].members) >= dn.task.WaitsForGroup(g)
+			}
+			if said || finished(n.state) {
 				wake[d] = true
 			}
 		}
@@ -338,22 +353,41 @@ func (r *RunReconciler) observe(ctx context.Context, key types.NamespacedName, m
 	return changed, wake, nil
 }
 
-// wakeDownstream adds the waiting tasks that name's new state can decide: a
-// failure or skip decides at once, a success only once it was the last
-// upstream to finish. A join over thousands of tasks is thus decided once,
-// not once per upstream.
+// wakeDownstream adds the waiting tasks that name's new state can decide.
+// A join over thousands of tasks is thus decided once, not once per
+// upstream.
 func (r *RunReconciler) wakeDownstream(m *runModel, name string, wake map[string]bool) {
-	n := m.nodes[name]
-	succeeded := n != nil && n.state.phase == annotations.PhaseSucceeded
+	var up *taskState
+	if n := m.nodes[name]; n != nil {
+		up = n.state
+	}
 	for _, d := range m.down[name] {
-		dn := m.nodes[d]
-		if dn == nil || dn.state.phase != annotations.PhaseWaiting {
-			continue
-		}
-		if !succeeded || dn.pendingUps == 0 {
+		if dn := m.nodes[d]; dn != nil && dn.state.phase == annotations.PhaseWaiting && wakes(dn, up) {
 			wake[d] = true
 		}
 	}
+}
+
+// wakes reports whether an upstream's new state (nil: deleted) can decide a
+// waiting task: once it was the last upstream to finish, or at once for an
+// outcome the trigger acts on (a failure or skip; a failure only, for
+// any-failed). An upstream that did not finish decides nothing.
+func wakes(n *node, up *taskState) bool {
+	switch {
+	case up != nil && !up.phase.Finished():
+		return false
+	case n.pendingUps <= 0:
+		return true
+	case n.task.Trigger == annotations.TriggerAllDone:
+		return false
+	case up == nil: // deleted: as a failure, or missing again
+		return true
+	case up.phase == annotations.PhaseSucceeded:
+		return false
+	case n.task.Trigger == annotations.TriggerAnyFailed:
+		return up.phase == annotations.PhaseFailed || up.phase == annotations.PhaseUpstreamFailed
+	}
+	return true
 }
 
 // get reads a task's object from the cache; nil when it is gone.
@@ -445,12 +479,12 @@ func (r *RunReconciler) decideAll(ctx context.Context, key types.NamespacedName,
 			continue
 		}
 		var d decision
-		ups := m.upstreams(n)
+		ups, groups := m.upstreams(n, func(g string) []string { return r.deleted.lost(key.Namespace, key.Name, g) })
 		switch {
 		case n.cycle != nil:
 			d = decision{phase: annotations.PhaseFailed, reason: oneLine("on a dependency cycle: " + strings.Join(n.cycle, " -> "))}
 		default:
-			d = decide(n.task, ups, func(up string) bool { return r.deleted.has(key.Namespace, key.Name, up) }, n.when, n.whenErr)
+			d = decide(n.task, ups, groups, func(up string) bool { return r.deleted.has(key.Namespace, key.Name, up) }, n.when, n.whenErr)
 		}
 		s := n.state
 		if d.phase == annotations.PhaseWaiting {

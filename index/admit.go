@@ -21,6 +21,22 @@ type Conflicts struct {
 	// Cycle is the dependency cycle the task would close, as the tasks would
 	// run, starting and ending with the new task: a -> b -> c -> a.
 	Cycle []string
+	// Groups are the groups the task would overfill or give a second size.
+	Groups []GroupConflict
+}
+
+// GroupConflict is a group whose size the new task contradicts: as a
+// member of a group that is full, or as a task that waits for a group with
+// another size than the tasks waiting for it already do, or a smaller one
+// than it has.
+type GroupConflict struct {
+	Group string
+	// Join is a task of the run that waits for the group, and Size the
+	// size it gives; Join is empty when Size is the new task's own.
+	Join string
+	Size int
+	// Members is how many tasks the group has, the new one not counted.
+	Members int
 }
 
 // BadInput is an input whose producer exists but does not declare the output.
@@ -30,7 +46,9 @@ type BadInput struct {
 }
 
 // None reports whether nothing conflicts.
-func (c Conflicts) None() bool { return c.Duplicate == nil && len(c.Inputs) == 0 && c.Cycle == nil }
+func (c Conflicts) None() bool {
+	return c.Duplicate == nil && len(c.Inputs) == 0 && c.Cycle == nil && len(c.Groups) == 0
+}
 
 // Exists asks the API server whether an object exists: a create can fail
 // after admission, so a duplicate that only admission has seen, and for
@@ -116,8 +134,54 @@ func (x *Runs) check(ref Ref, task *annotations.Task) Conflicts {
 			c.Inputs = append(c.Inputs, BadInput{Input: in, Producer: *producers[0]})
 		}
 	}
+	c.Groups = r.groupConflicts(task)
 	c.Cycle = r.cycleThrough(task)
 	return c
+}
+
+// groupConflicts checks the new task against the sizes its run's tasks give
+// its group and the groups it waits for.
+func (r *run) groupConflicts(task *annotations.Task) []GroupConflict {
+	// How many tasks the group has besides this one, and the tasks that
+	// wait for it besides this one, by name.
+	members := func(g string) int {
+		n := len(r.members[g])
+		if _, in := r.members[g][task.Name]; in {
+			n--
+		}
+		return n
+	}
+	joins := func(g string) []string {
+		var names []string
+		for n := range r.joins[g] {
+			if n != task.Name {
+				names = append(names, n)
+			}
+		}
+		slices.Sort(names)
+		return names
+	}
+	var out []GroupConflict
+	if g := task.Group; g != "" {
+		for _, join := range joins(g) {
+			if size, n := r.byName[join][0].Task.WaitsForGroup(g), members(g); n >= size {
+				out = append(out, GroupConflict{Group: g, Join: join, Size: size, Members: n})
+				break
+			}
+		}
+	}
+	for _, w := range task.AfterGroups {
+		if others := joins(w.Group); len(others) > 0 {
+			if size := r.byName[others[0]][0].Task.WaitsForGroup(w.Group); size != w.Size {
+				out = append(out, GroupConflict{Group: w.Group, Join: others[0], Size: size, Members: members(w.Group)})
+				continue
+			}
+		}
+		if n := members(w.Group); n > w.Size {
+			out = append(out, GroupConflict{Group: w.Group, Size: w.Size, Members: n})
+		}
+	}
+	return out
 }
 
 // cycleThrough returns the cycle task would close: a path from it, through
@@ -125,7 +189,14 @@ func (x *Runs) check(ref Ref, task *annotations.Task) Conflicts {
 // shortest such cycle is named.
 func (r *run) cycleThrough(task *annotations.Task) []string {
 	ups := task.Upstreams()
-	if len(ups) == 0 || len(r.down[task.Name]) == 0 {
+	waitsFor := func(name string) bool {
+		if _, found := slices.BinarySearch(ups, name); found {
+			return true
+		}
+		g := r.groupOf(name)
+		return g != "" && task.WaitsForGroup(g) > 0
+	}
+	if len(ups) == 0 && len(task.AfterGroups) == 0 {
 		return nil
 	}
 	parent := map[string]string{task.Name: ""}
@@ -133,17 +204,16 @@ func (r *run) cycleThrough(task *annotations.Task) []string {
 	for len(queue) > 0 {
 		n := queue[0]
 		queue = queue[1:]
-		next := make([]string, 0, len(r.down[n]))
-		for d := range r.down[n] {
-			next = append(next, d)
+		group := r.groupOf(n)
+		if n == task.Name {
+			group = task.Group
 		}
-		slices.Sort(next)
-		for _, d := range next {
+		for _, d := range r.downstream(n, group) {
 			if _, seen := parent[d]; seen {
 				continue
 			}
 			parent[d] = n
-			if _, found := slices.BinarySearch(ups, d); found {
+			if waitsFor(d) {
 				path := []string{task.Name}
 				for p := d; p != task.Name; p = parent[p] {
 					path = append(path, p)

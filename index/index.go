@@ -69,21 +69,22 @@ type run struct {
 	// down maps a task name to the tasks that name it as an upstream, with
 	// the number of entries that do. The upstream need not exist yet.
 	down map[string]map[string]int
+	// members and joins map a group to its tasks, and to the tasks that
+	// wait for it, with the number of entries of each name.
+	members, joins map[string]map[string]int
 }
 
 func newRun() *run {
-	return &run{byName: map[string][]*Entry{}, byRef: map[Ref]*Entry{}, down: map[string]map[string]int{}}
+	return &run{
+		byName: map[string][]*Entry{}, byRef: map[Ref]*Entry{}, down: map[string]map[string]int{},
+		members: map[string]map[string]int{}, joins: map[string]map[string]int{},
+	}
 }
 
 func (r *run) add(e *Entry) {
 	r.byRef[e.Ref] = e
 	r.byName[e.Task.Name] = append(r.byName[e.Task.Name], e)
-	for _, up := range e.Task.Upstreams() {
-		if r.down[up] == nil {
-			r.down[up] = map[string]int{}
-		}
-		r.down[up][e.Task.Name]++
-	}
+	r.link(e, 1)
 }
 
 func (r *run) remove(e *Entry) {
@@ -93,14 +94,58 @@ func (r *run) remove(e *Entry) {
 	if len(r.byName[name]) == 0 {
 		delete(r.byName, name)
 	}
+	r.link(e, -1)
+}
+
+// link counts an entry's edges in (+1) or out (-1): its upstreams, its
+// group, and the groups it waits for.
+func (r *run) link(e *Entry, delta int) {
+	name := e.Task.Name
 	for _, up := range e.Task.Upstreams() {
-		if r.down[up][name]--; r.down[up][name] <= 0 {
-			delete(r.down[up], name)
-		}
-		if len(r.down[up]) == 0 {
-			delete(r.down, up)
+		count(r.down, up, name, delta)
+	}
+	if g := e.Task.Group; g != "" {
+		count(r.members, g, name, delta)
+	}
+	for _, w := range e.Task.AfterGroups {
+		count(r.joins, w.Group, name, delta)
+	}
+}
+
+func count(m map[string]map[string]int, key, name string, delta int) {
+	if m[key] == nil {
+		m[key] = map[string]int{}
+	}
+	if m[key][name] += delta; m[key][name] <= 0 {
+		delete(m[key], name)
+	}
+	if len(m[key]) == 0 {
+		delete(m, key)
+	}
+}
+
+// downstream returns the tasks that wait for the named one: by name, or
+// as a member of its group.
+func (r *run) downstream(name, group string) []string {
+	next := make([]string, 0, len(r.down[name])+len(r.joins[group]))
+	for d := range r.down[name] {
+		next = append(next, d)
+	}
+	if group != "" {
+		for d := range r.joins[group] {
+			next = append(next, d)
 		}
 	}
+	slices.Sort(next)
+	return slices.Compact(next)
+}
+
+// groupOf returns the group of the named task, if it exists.
+func (r *run) groupOf(name string) string {
+	if es := r.byName[name]; len(es) > 0 {
+		return es[0].Task.Group
+	}
+	return ""
 }
 
 func (r *run) empty() bool { return len(r.byRef) == 0 }

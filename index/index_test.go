@@ -187,6 +187,31 @@ func TestForgetAndRecreate(t *testing.T) {
 	}
 }
 
+func TestGroupCountsFollowTheIndex(t *testing.T) {
+	x := Of(job("merge").AfterGroup("shards=2").Obj())
+	one, two, three := job("s1").Group("shards").Obj(), job("s2").Group("shards").Obj(), job("s3").Group("shards").Obj()
+	for _, o := range []client.Object{one, two} {
+		if c := admit(t, x, o, true); !c.None() {
+			t.Fatalf("admitting %s: %+v", o.GetName(), c)
+		}
+	}
+	full := GroupConflict{Group: "shards", Join: "merge", Size: 2, Members: 2}
+	if c := admit(t, x, three, true); !slices.Equal(c.Groups, []GroupConflict{full}) {
+		t.Fatalf("a third member of a group of 2: %+v, want %+v", c.Groups, full)
+	}
+	if c := admit(t, x, two, true); !c.None() {
+		t.Errorf("admitting a member again (a retried create) counts it twice: %+v", c)
+	}
+	x.Forget(one)
+	if c := admit(t, x, three, true); !c.None() {
+		t.Errorf("after a member was deleted, another must fit: %+v", c)
+	}
+	x.Forget(job("merge").Obj())
+	if c := admit(t, x, job("s4").Group("shards").Obj(), false); !c.None() {
+		t.Errorf("with no task waiting for it a group has no size: %+v", c)
+	}
+}
+
 func TestPodsOfJobsAndBrokenObjectsAreNotTasks(t *testing.T) {
 	pod := utiltesting.MakePod("train-abc", "ml").Label(annotations.RunLabel, "r").Label(annotations.TaskLabel, "train").OwnedByJob("train", "uid-train").Obj()
 	broken := job("bad").After("Not A Name").Obj()
@@ -228,6 +253,27 @@ func TestConcurrentAdmissionsSeeEachOther(t *testing.T) {
 	wg.Wait()
 	if dups != 32 || len(x.Tasks("ml", "r")) != 32 {
 		t.Errorf("%d refused as duplicates, %d admitted; want 32 and 32", dups, len(x.Tasks("ml", "r")))
+	}
+}
+
+// BenchmarkAdmitGroupMember admits one more member into a group of n that a
+// join waits for: the cost must not grow with n either.
+func BenchmarkAdmitGroupMember(b *testing.B) {
+	for _, n := range []int{10, 10_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			objs := []client.Object{job("merge").AfterGroup(fmt.Sprintf("shards=%d", n+1)).Obj()}
+			for i := range n {
+				objs = append(objs, job(fmt.Sprintf("s%d", i)).After("root").Group("shards").Obj())
+			}
+			x := Of(objs...)
+			task, ref, uid := parse(b, job("last").After("root").Group("shards").Obj())
+			b.ResetTimer()
+			for b.Loop() {
+				if c, err := x.Admit(context.Background(), ref, uid, task, false, nil); err != nil || !c.None() {
+					b.Fatal(c, err)
+				}
+			}
+		})
 	}
 }
 

@@ -30,8 +30,29 @@ func graphErrors(task *annotations.Task, c index.Conflicts) field.ErrorList {
 		errs = append(errs, field.Invalid(annotationsPath.Key(annotations.InputsAnnotation), in.Name+"="+in.Task+"."+in.Output,
 			fmt.Sprintf("task %s (%s) declares %s, not %q", in.Task, up.Ref, decl, in.Output)))
 	}
+	for _, gc := range c.Groups {
+		switch {
+		case gc.Group == task.Group:
+			errs = append(errs, field.Invalid(labelsPath.Key(annotations.GroupLabel), gc.Group,
+				fmt.Sprintf("group %s of run %q is full: task %s waits for %d tasks of it (%s) and it has %d", gc.Group, task.Run, gc.Join, gc.Size, annotations.AfterGroupAnnotation, gc.Members)))
+		case gc.Join != "":
+			errs = append(errs, field.Invalid(annotationsPath.Key(annotations.AfterGroupAnnotation), fmt.Sprintf("%s=%d", gc.Group, task.WaitsForGroup(gc.Group)),
+				fmt.Sprintf("task %s of run %q waits for group %s of %d tasks; a group has one size", gc.Join, task.Run, gc.Group, gc.Size)))
+		default:
+			errs = append(errs, field.Invalid(annotationsPath.Key(annotations.AfterGroupAnnotation), fmt.Sprintf("%s=%d", gc.Group, gc.Size),
+				fmt.Sprintf("group %s of run %q already has %d tasks", gc.Group, task.Run, gc.Members)))
+		}
+	}
 	if c.Cycle != nil {
-		errs = append(errs, field.Invalid(annotationsPath.Key(annotations.AfterAnnotation), strings.Join(task.Upstreams(), ","),
+		key, value := annotations.AfterAnnotation, strings.Join(task.Upstreams(), ",")
+		if len(task.Upstreams()) == 0 {
+			var groups []string
+			for _, w := range task.AfterGroups {
+				groups = append(groups, fmt.Sprintf("%s=%d", w.Group, w.Size))
+			}
+			key, value = annotations.AfterGroupAnnotation, strings.Join(groups, ",")
+		}
+		errs = append(errs, field.Invalid(annotationsPath.Key(key), value,
 			fmt.Sprintf("this task would close a dependency cycle in run %q: %s", task.Run, strings.Join(c.Cycle, " -> "))))
 	}
 	return errs

@@ -27,6 +27,11 @@ func TestValidateCreateAgainstRun(t *testing.T) {
 		stored(utiltesting.MakeJob("train", "ml").After("prep").Outputs("model")),
 		stored(utiltesting.MakeJob("b", "ml").After("a")),
 		stored(utiltesting.MakeJob("c", "ml").After("b")),
+		stored(utiltesting.MakeJob("shard-1", "ml").Group("shards")),
+		stored(utiltesting.MakeJob("shard-2", "ml").Group("shards").After("split")),
+		stored(utiltesting.MakeJob("merge", "ml").AfterGroup("shards=2")),
+		stored(utiltesting.MakeJob("eval-1", "ml").Group("evals")),
+		stored(utiltesting.MakeJob("eval-2", "ml").Group("evals")),
 	}
 	cases := map[string]struct {
 		job     *batchv1.Job
@@ -45,6 +50,25 @@ func TestValidateCreateAgainstRun(t *testing.T) {
 		"input names an undeclared output": {
 			job:     utiltesting.MakeJob("evaluate", "ml").Inputs("m=train.weights").Obj(),
 			wantErr: `metadata.annotations[sluice.dev/inputs]: Invalid value: "m=train.weights": task train (Job ml/train) declares outputs model, not "weights"`,
+		},
+		"waits for a group with its size": {
+			job: utiltesting.MakeJob("report", "ml").AfterGroup("shards=2").Obj(),
+		},
+		"joins a group that is full": {
+			job:     utiltesting.MakeJob("shard-3", "ml").Group("shards").Obj(),
+			wantErr: `metadata.labels[sluice.dev/group]: Invalid value: "shards": group shards of run "p" is full: task merge waits for 2 tasks of it (sluice.dev/after-group) and it has 2`,
+		},
+		"gives a group a second size": {
+			job:     utiltesting.MakeJob("report", "ml").AfterGroup("shards=3").Obj(),
+			wantErr: `metadata.annotations[sluice.dev/after-group]: Invalid value: "shards=3": task merge of run "p" waits for group shards of 2 tasks; a group has one size`,
+		},
+		"waits for fewer tasks than a group has": {
+			job:     utiltesting.MakeJob("report", "ml").AfterGroup("evals=1").Obj(),
+			wantErr: `metadata.annotations[sluice.dev/after-group]: Invalid value: "evals=1": group evals of run "p" already has 2 tasks`,
+		},
+		"closes a cycle through a group": {
+			job:     utiltesting.MakeJob("split", "ml").After("merge").Obj(),
+			wantErr: `this task would close a dependency cycle in run "p": split -> shard-2 -> merge -> split`,
 		},
 		"closes a cycle": {
 			job:     utiltesting.MakeJob("a", "ml").After("c").Obj(),

@@ -22,6 +22,9 @@ func setTaskLabels(meta *metav1.ObjectMeta, task *annotations.Task) {
 	meta.Labels[annotations.PipelineLabel] = task.Pipeline
 	meta.Labels[annotations.RunLabel] = task.Run
 	meta.Labels[annotations.TaskLabel] = task.Name
+	if task.Group != "" {
+		meta.Labels[annotations.GroupLabel] = task.Group
+	}
 }
 
 // injectPodSpec adds the run's artifact volume, one mount per declared input

@@ -51,6 +51,14 @@ func (w *JobWrapper) After(tasks ...string) *JobWrapper {
 	return w.Annotation(annotations.AfterAnnotation, strings.Join(tasks, ","))
 }
 
+// Group puts the Job in a group.
+func (w *JobWrapper) Group(g string) *JobWrapper { return w.Label(annotations.GroupLabel, g) }
+
+// AfterGroup sets the after-group annotation.
+func (w *JobWrapper) AfterGroup(v string) *JobWrapper {
+	return w.Annotation(annotations.AfterGroupAnnotation, v)
+}
+
 // Inputs sets the inputs annotation.
 func (w *JobWrapper) Inputs(v string) *JobWrapper {
 	return w.Annotation(annotations.InputsAnnotation, v)

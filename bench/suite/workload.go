@@ -16,6 +16,9 @@ import (
 type step struct {
 	run, name string
 	after     []string
+	// group puts the step in a sluice group; a step with afterGroup waits
+	// for that group (of len(after) steps) instead of naming each one.
+	group, afterGroup string
 }
 
 func (s step) key() string { return s.run + "/" + s.name }
@@ -35,13 +38,14 @@ func chain(n int) workload {
 	return w
 }
 
-// fan is 1 -> width -> 1 in run "r<id>".
+// fan is 1 -> width -> 1 in run "r<id>"; for sluice, the join waits for
+// the group of workers, as a user would write a wide fan-in.
 func fan(run string, width int) workload {
 	w := workload{{run: run, name: "root"}}
-	join := step{run: run, name: "join"}
+	join := step{run: run, name: "join", afterGroup: "workers"}
 	for i := range width {
 		name := fmt.Sprintf("w%d", i)
-		w = append(w, step{run: run, name: name, after: []string{"root"}})
+		w = append(w, step{run: run, name: name, after: []string{"root"}, group: "workers"})
 		join.after = append(join.after, name)
 	}
 	return append(w, join)
@@ -73,8 +77,14 @@ func (s step) objectMeta(ns string, sluice bool) metav1.ObjectMeta {
 		m.Labels[annotations.PipelineLabel] = "bench"
 		m.Labels[annotations.RunLabel] = s.run
 		m.Labels[annotations.TaskLabel] = s.name
-		if len(s.after) > 0 {
+		switch {
+		case s.afterGroup != "":
+			m.Annotations = map[string]string{annotations.AfterGroupAnnotation: fmt.Sprintf("%s=%d", s.afterGroup, len(s.after))}
+		case len(s.after) > 0:
 			m.Annotations = map[string]string{annotations.AfterAnnotation: strings.Join(s.after, ",")}
+		}
+		if s.group != "" {
+			m.Labels[annotations.GroupLabel] = s.group
 		}
 	}
 	return m

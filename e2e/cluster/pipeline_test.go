@@ -217,6 +217,30 @@ func TestDiamond(t *testing.T) {
 	}))
 }
 
+// TestGroupFanIn: 1 -> 30 -> 1 where the join waits for the group of
+// workers, applied join first: it is released only after every worker
+// succeeded.
+func TestGroupFanIn(t *testing.T) {
+	ns, tl := setup(t)
+	const width = 30
+	objs := []client.Object{job("merge", ns).AfterGroup(fmt.Sprintf("shards=%d", width)).Obj(), job("split", ns).Obj()}
+	want := map[string]annotations.Phase{"split": annotations.PhaseSucceeded, "merge": annotations.PhaseSucceeded}
+	var shards []string
+	for i := range width {
+		name := fmt.Sprintf("shard-%d", i)
+		shards = append(shards, name)
+		objs = append(objs, job(name, ns).After("split").Group("shards").Sim("duration", "0s").Obj())
+		want[name] = annotations.PhaseSucceeded
+	}
+	create(t, objs...)
+	waitPhases(t, ns, want)
+	edges := map[string][]string{"merge": shards}
+	for _, s := range shards {
+		edges[s] = []string{"split"}
+	}
+	logLatencies(t, "group fan-in", assertOrder(t, tl, edges))
+}
+
 func TestUpstreamFailure(t *testing.T) {
 	ns, tl := setup(t)
 	create(t,

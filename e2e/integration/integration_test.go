@@ -153,6 +153,40 @@ func TestAdmissionDenials(t *testing.T) {
 			t.Fatalf("Create() error = %v, want it to contain %q", err, want)
 		}
 	})
+	t.Run("a group that is full", func(t *testing.T) {
+		for _, j := range []*batchv1.Job{
+			utiltesting.MakeJob("merge", ns).Run("grp").AfterGroup("shards=2").Obj(),
+			utiltesting.MakeJob("shard-1", ns).Run("grp").Group("shards").Obj(),
+			utiltesting.MakeJob("shard-2", ns).Run("grp").Group("shards").Obj(),
+		} {
+			if err := env.Client.Create(ctx, j); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := env.Client.Create(ctx, utiltesting.MakeJob("shard-3", ns).Run("grp").Group("shards").Obj())
+		want := `metadata.labels[sluice.dev/group]: Invalid value: "shards": group shards of run "grp" is full: task merge waits for 2 tasks of it (sluice.dev/after-group) and it has 2`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Create() error = %v, want it to contain %q", err, want)
+		}
+		err = env.Client.Create(ctx, utiltesting.MakeJob("report", ns).Run("grp").AfterGroup("shards=3").Obj())
+		want = `task merge of run "grp" waits for group shards of 2 tasks; a group has one size`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Create() error = %v, want it to contain %q", err, want)
+		}
+	})
+	t.Run("an after list longer than annotations can hold", func(t *testing.T) {
+		// Refused by sluice's mutating webhook, which sees the object before
+		// the API server checks the size, with the way out.
+		names := make([]string, 10_000)
+		for i := range names {
+			names[i] = fmt.Sprintf("shard-of-the-training-data-with-a-rather-long-name-%010d", i)
+		}
+		err := env.Client.Create(ctx, utiltesting.MakeJob("join", ns).Run("long").After(names...).Obj())
+		want := `metadata.annotations[sluice.dev/after]: Invalid value: "10000 task names, 606 KiB": an object's annotations hold at most 256 KiB in all; wait for that many tasks as a group instead`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Create() error = %.600v, want it to contain %q", err, want)
+		}
+	})
 	t.Run("each object sees the ones created just before it", func(t *testing.T) {
 		// As the documents of one `kubectl apply -f`: no time for an informer
 		// to deliver the previous object before the next one is admitted.
