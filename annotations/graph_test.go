@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // tasks builds tasks from "name[@group][:up,up,group=size]".
@@ -182,5 +183,26 @@ func TestSchedule(t *testing.T) {
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("cycles = %v, want %v", got, want)
+	}
+}
+
+// BenchmarkCheck is the offline graph check (lint) of 1 -> n -> 1, the
+// join waiting for a group: parse, graph, cycles, inputs, groups.
+func BenchmarkCheck(b *testing.B) {
+	for _, n := range []int{100, 10_000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			p := map[string]string{PipelineLabel: "etl"}
+			objs := []metav1.Object{object("split", p, map[string]string{OutputsAnnotation: "parts"})}
+			for i := range n {
+				objs = append(objs, object("shard-"+strconv.Itoa(i), map[string]string{PipelineLabel: "etl", GroupLabel: "shards"},
+					map[string]string{InputsAnnotation: "in=split.parts"}))
+			}
+			objs = append(objs, object("merge", p, map[string]string{AfterGroupAnnotation: "shards=" + strconv.Itoa(n)}))
+			for b.Loop() {
+				if errs := Check(objs); len(errs) > 0 {
+					b.Fatal(errs)
+				}
+			}
+		})
 	}
 }

@@ -238,3 +238,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParse parses a task that sets most keys.
+func BenchmarkParse(b *testing.B) {
+	obj := object("train", map[string]string{PipelineLabel: "churn", RunLabel: "r1", GroupLabel: "trainers"}, map[string]string{
+		AfterAnnotation:      "validate, prep",
+		AfterGroupAnnotation: "shards=1000",
+		InputsAnnotation:     "dataset=prep.processed_data, stats=prep.stats",
+		OutputsAnnotation:    "model:Model, metrics:Metrics",
+		WhenAnnotation:       "tasks.prep.results.rows > 1000",
+		GPUAnnotation:        "1",
+		CPUAnnotation:        "4",
+	})
+	for b.Loop() {
+		if _, errs := Parse(obj); len(errs) > 0 {
+			b.Fatal(errs)
+		}
+	}
+}
