@@ -117,6 +117,17 @@ test-e2e: tools build images
 bench: dev-up
 	$(GO) run ./bench/suite
 
+## bench-peers: the peers on chain50 and fan1000: Argo Workflows' workflow-controller (the version bench/peers/go.mod pins,
+## built into bin/ when missing or older than that file, ~10 min cold) as argo-default and argo-best; merged into bench/out/results.json
+ARGO_CONTROLLER := $(BIN)/argo-workflow-controller
+.PHONY: bench-peers
+bench-peers: $(ARGO_CONTROLLER) dev-up
+	$(GO) run ./bench/suite -only chain50,fan1000 -contenders argo-default,argo-best -merge
+
+$(ARGO_CONTROLLER): bench/peers/go.mod bench/peers/go.sum
+	cd bench/peers && v=$$($(GO) list -m -f '{{.Version}}' github.com/argoproj/argo-workflows/v4) && \
+		$(GOBUILD) -ldflags "-s -w -X github.com/argoproj/argo-workflows/v4.version=$$v" -o $@ github.com/argoproj/argo-workflows/v4/cmd/workflow-controller
+
 ## verify: formatting, vet, and a tidy go.mod
 .PHONY: verify
 verify:

@@ -4,6 +4,7 @@
 // makespan in seconds (and a few more figures under keys of their own).
 //
 //	make dev-up && go run ./bench/suite [-only chain50,fan1000,runs100,admission] [-scale large]
+//	make bench-peers   # Argo Workflows' controller on chain50 and fan1000 (-contenders argo-default,argo-best -merge)
 //
 // The pipeline benchmarks run on the local cluster (`make dev-up`) with
 // zero-duration simulated steps on its kwok nodes; the admission benchmark
@@ -38,11 +39,22 @@ func (r results) set(bench, key string, v float64) {
 	r[bench][key] = v
 }
 
+// clear drops a contender's figures from a benchmark: its makespan and the
+// keys under "name/".
+func (r results) clear(bench, name string) {
+	for key := range r[bench] {
+		if key == name || strings.HasPrefix(key, name+"/") {
+			delete(r[bench], key)
+		}
+	}
+}
+
 func main() {
 	var (
 		only, scale, out, kubeconfig, stateDir, metrics string
-		onlyContenders                                  string
+		onlyContenders, argoController                  string
 		admissionFor                                    time.Duration
+		merge                                           bool
 	)
 	// Only the bench's own flags: libraries register some of theirs (kubeconfig).
 	flag.CommandLine = flag.NewFlagSet(os.Args[0], flag.ExitOnError)
@@ -54,6 +66,8 @@ func main() {
 	flag.StringVar(&stateDir, "state-dir", ".kwok", "the local cluster's state directory, for the manager's pid")
 	flag.StringVar(&metrics, "manager-metrics", "http://127.0.0.1:18080/metrics", "the manager's metrics endpoint")
 	flag.DurationVar(&admissionFor, "admission-duration", 3*time.Second, "how long each admission measurement runs")
+	flag.StringVar(&argoController, "argo-controller", filepath.Join("bin", "argo-workflow-controller"), "Argo Workflows' workflow-controller, for the argo-* contenders (make bench-peers builds it)")
+	flag.BoolVar(&merge, "merge", false, "keep the figures already in -out that this run does not measure (make bench-peers)")
 	flag.Parse()
 	if scale != "default" && scale != "large" {
 		fail(fmt.Errorf("-scale %q: expected default or large", scale))
@@ -63,6 +77,15 @@ func main() {
 	defer stop()
 
 	res := results{}
+	if merge {
+		if data, err := os.ReadFile(out); err == nil {
+			if err := json.Unmarshal(data, &res); err != nil {
+				fail(fmt.Errorf("-merge: %s: %w", out, err))
+			}
+		} else if !os.IsNotExist(err) {
+			fail(err)
+		}
+	}
 	selected := strings.Split(only, ",")
 	known := []string{"chain50", "fan1000", "runs100", "admission"}
 	for _, s := range selected {
@@ -76,6 +99,7 @@ func main() {
 		if cl, err = connect(kubeconfig, stateDir, metrics); err != nil {
 			fail(err)
 		}
+		cl.argo = &argoPeer{binary: argoController}
 	}
 	for _, name := range selected {
 		start := time.Now()

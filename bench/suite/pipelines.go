@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -32,10 +33,12 @@ import (
 // cluster is the local cluster the pipeline benchmarks run on.
 type cluster struct {
 	cs            kubernetes.Interface
+	dyn           dynamic.Interface // Argo's Workflows
 	kubeconfig    string
 	pidFile       string
 	metricsURL    string
 	schedulerName string
+	argo          *argoPeer // the peer's binary and module; checked when an Argo contender runs
 }
 
 func connect(kubeconfig, stateDir, metricsURL string) (*cluster, error) {
@@ -48,7 +51,11 @@ func connect(kubeconfig, stateDir, metricsURL string) (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cluster{cs: cs, kubeconfig: kubeconfig, pidFile: filepath.Join(stateDir, "sluice-webhook.pid"),
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &cluster{cs: cs, dyn: dyn, kubeconfig: kubeconfig, pidFile: filepath.Join(stateDir, "sluice-webhook.pid"),
 		metricsURL: metricsURL, schedulerName: "sluice-scheduler"}, nil
 }
 
@@ -59,6 +66,9 @@ type contender struct {
 	sluice bool // sluice holds and releases; else the bench creates each step when its upstreams finish
 	// jobComplete: an upstream is finished when its Job is Complete, not when its pod succeeded.
 	jobComplete bool
+	// argo: Argo Workflows' workflow-controller runs the workload as one DAG
+	// Workflow (argo.go), with Argo's defaults or at its best.
+	argo argoSettings
 }
 
 var contenders = []contender{
@@ -67,7 +77,13 @@ var contenders = []contender{
 	{name: "ideal-pod-success", jobs: true},
 	{name: "ideal-job-complete", jobs: true, jobComplete: true},
 	{name: "ideal-pods"},
+	{name: "argo-default", argo: argoDefault},
+	{name: "argo-best", argo: argoBest},
 }
+
+// peers run only when -contenders names them (make bench-peers): they need
+// bin/argo-workflow-controller, and Argo at its defaults takes minutes.
+var peers = []string{"argo-default", "argo-best"}
 
 // creators is how many objects the bench creates at once, as a CI tool would.
 const creators = 32
@@ -75,6 +91,7 @@ const creators = 32
 func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale, only string) (string, error) {
 	var w workload
 	names := []string{"sluice-jobs", "sluice-pods", "ideal-pod-success", "ideal-job-complete", "ideal-pods"}
+	applies := peers // the peers: chain50 and fan1000
 	timeout := 10 * time.Minute
 	switch bench {
 	case "chain50":
@@ -91,17 +108,26 @@ func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale, o
 		// 2 cores), which chain50 and fan1000 measure already.
 		w = runs(100, 20)
 		names = []string{"sluice-pods", "ideal-pods"}
+		applies = nil
 	}
 	if only != "" {
-		names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(strings.Split(only, ","), n) })
+		names = slices.DeleteFunc(append(names, applies...), func(n string) bool { return !slices.Contains(strings.Split(only, ","), n) })
 	}
+	var argoRows []string
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "### %s: %d steps, zero-duration simulated\n\n", bench, len(w))
 	sb.WriteString("| contender | makespan s | created in s | release p50 ms | release p99 ms | manager writes/step | manager peak RSS MB | largest object KB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, name := range names {
 		c := contenders[slices.IndexFunc(contenders, func(c contender) bool { return c.name == name })]
 		fmt.Fprintf(os.Stderr, "bench: %s %s\n", bench, c.name)
-		m, err := cl.measure(ctx, bench, c, w, timeout)
+		res.clear(bench, c.name) // with -merge, an earlier run's figures of this contender
+		var m measurement
+		var err error
+		if c.argo != argoNone {
+			m, err = cl.measureArgo(ctx, bench, c, w, max(timeout, 30*time.Minute))
+		} else {
+			m, err = cl.measure(ctx, bench, c, w, timeout)
+		}
 		if err != nil {
 			// One contender's failure is a result too: the others still run.
 			fmt.Fprintf(os.Stderr, "bench: %s %s: %v\n", bench, c.name, err)
@@ -114,17 +140,34 @@ func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale, o
 		}
 		res.set(bench, c.name, round(m.makespan.Seconds()))
 		row := fmt.Sprintf("| %s | %.2f | %.2f |", c.name, m.makespan.Seconds(), m.created.Seconds())
-		if c.sluice {
+		switch {
+		case c.argo != argoNone:
+			res.set(bench, c.name+"/last-step-s", round(m.lastStep.Seconds()))
+			res.set(bench, c.name+"/release-p50-ms", m.releaseP50)
+			res.set(bench, c.name+"/release-p99-ms", m.releaseP99)
+			res.set(bench, c.name+"/peak-rss-mb", m.peakRSSMB)
+			res.set(bench, c.name+"/largest-object-kb", m.largestKB)
+			row += fmt.Sprintf(" %.1f | %.1f | | %.0f | %.1f |", m.releaseP50, m.releaseP99, m.peakRSSMB, m.largestKB)
+			argoRows = append(argoRows, fmt.Sprintf("%s %.2f s", c.name, m.lastStep.Seconds()))
+		case c.sluice:
 			res.set(bench, c.name+"/release-p50-ms", m.releaseP50)
 			res.set(bench, c.name+"/release-p99-ms", m.releaseP99)
 			res.set(bench, c.name+"/writes-per-step", m.writesPerStep)
 			res.set(bench, c.name+"/peak-rss-mb", m.peakRSSMB)
 			res.set(bench, c.name+"/largest-object-kb", m.largestKB)
 			row += fmt.Sprintf(" %.1f | %.1f | %.2f | %.0f | %.1f |", m.releaseP50, m.releaseP99, m.writesPerStep, m.peakRSSMB, m.largestKB)
-		} else {
+		default:
 			row += " | | | | |"
 		}
 		sb.WriteString(row + "\n")
+	}
+	if len(argoRows) > 0 {
+		fmt.Fprintf(&sb, "\nargo-*: Argo Workflows %s's workflow-controller running the %d steps as one DAG Workflow "+
+			"(a fan-out is one task over withSequence: Argo's CRDs allow 200 tasks in a DAG); \"created in\" is that one create. "+
+			"Makespan ends when the bench sees the Workflow Succeeded; the last step's pod was seen succeeded at: %s. "+
+			"Release: upstream pod seen succeeded -> downstream pod seen created. "+
+			"The manager columns are Argo's controller; its largest object is the Workflow (bench/README.md).\n",
+			cl.argo.version, len(w), strings.Join(argoRows, ", "))
 	}
 	if bench == "fan1000" && only == "" {
 		plain, labelled, err := cl.kubectlApply(ctx, w)
@@ -149,6 +192,8 @@ type measurement struct {
 	releaseP50, releaseP99 float64 // ms
 	writesPerStep          float64
 	peakRSSMB, largestKB   float64
+	// lastStep (Argo): the last step's pod seen succeeded, before the Workflow is.
+	lastStep time.Duration
 }
 
 // tracker follows the workload's objects through the bench's own informers.
@@ -375,6 +420,14 @@ func (cl *cluster) measure(ctx context.Context, bench string, c contender, w wor
 	if after, err := cl.managerWrites(); err == nil {
 		m.writesPerStep = float64(after-writesBefore) / float64(len(w))
 	}
+	m.releaseP50, m.releaseP99 = t.releaseLatency(w)
+	m.largestKB = cl.largestObjectKB(context.Background(), ns, c.jobs)
+	return m, nil
+}
+
+// releaseLatency is the p50 and p99, in ms, of the time from a step's last
+// upstream seen finished to the step seen released.
+func (t *tracker) releaseLatency(w workload) (p50, p99 float64) {
 	var lat []time.Duration
 	for _, s := range w {
 		if len(s.after) == 0 {
@@ -389,9 +442,7 @@ func (cl *cluster) measure(ctx context.Context, bench string, c contender, w wor
 		lat = append(lat, t.released[s.key()].Sub(last))
 	}
 	slices.Sort(lat)
-	m.releaseP50, m.releaseP99 = ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99))
-	m.largestKB = cl.largestObjectKB(context.Background(), ns, c.jobs)
-	return m, nil
+	return ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99))
 }
 
 // managerWrites is the manager's count of API requests that write
@@ -430,7 +481,12 @@ func (cl *cluster) sampleRSS(ctx context.Context) func() float64 {
 	if err != nil {
 		return func() float64 { return 0 }
 	}
-	status := "/proc/" + strings.TrimSpace(string(data)) + "/status"
+	return sampleRSSOf(ctx, strings.TrimSpace(string(data)))
+}
+
+// sampleRSSOf samples the resident memory of process pid, as sampleRSS.
+func sampleRSSOf(ctx context.Context, pid string) func() float64 {
+	status := "/proc/" + pid + "/status"
 	var mu sync.Mutex
 	var peak float64
 	stop := make(chan struct{})
