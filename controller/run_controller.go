@@ -42,6 +42,27 @@ type Options struct {
 	ArtifactSize resource.Quantity
 	// MaxConcurrentReconciles bounds how many runs are reconciled at once.
 	MaxConcurrentReconciles int
+	// TaskEvents is TaskEventsAll (the default when empty) or
+	// TaskEventsFailures.
+	TaskEvents string
+}
+
+// The values of Options.TaskEvents.
+const (
+	// TaskEventsAll emits an Event for every task's release and outcome.
+	TaskEventsAll = "all"
+	// TaskEventsFailures emits only the Warning events (UpstreamFailed,
+	// TaskFailed, BadResults, RunFailed) and RunSucceeded: a run of 10,000
+	// steps then writes no 20,000 Events about steps that went well (their
+	// phase and reason say it).
+	TaskEventsFailures = "failures"
+)
+
+// normalEvent emits a task's Normal event unless only failures are reported.
+func (r *RunReconciler) normalEvent(obj client.Object, reason, action, note string) {
+	if r.opts.TaskEvents != TaskEventsFailures {
+		r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, reason, action, "%s", note)
+	}
 }
 
 // RunReconciler reconciles one run at a time: the request's name is the run
@@ -596,7 +617,7 @@ func (r *RunReconciler) release(ctx context.Context, s *taskState, ups map[strin
 	releases.Inc()
 	decisions.WithLabelValues(string(s.phase)).Inc()
 	ctrl.LoggerFrom(ctx).V(2).Info("Released task", "object", klog.KObj(obj), "task", s.task.Name, "reason", s.reason)
-	r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Released", "Release", "%s", s.reason)
+	r.normalEvent(obj, "Released", "Release", s.reason)
 	return nil
 }
 
@@ -635,11 +656,11 @@ func (r *RunReconciler) record(ctx context.Context, s *taskState) error {
 	case annotations.PhaseUpstreamFailed:
 		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "UpstreamFailed", "Hold", "%s; the task will not run", s.reason)
 	case annotations.PhaseSkipped:
-		r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Skipped", "Hold", "%s; the task will not run", s.reason)
+		r.normalEvent(obj, "Skipped", "Hold", s.reason+"; the task will not run")
 	case annotations.PhaseFailed:
 		r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "TaskFailed", "Observe", "%s", s.reason)
 	case annotations.PhaseSucceeded:
-		r.recorder.Eventf(obj, nil, corev1.EventTypeNormal, "TaskSucceeded", "Observe", "%s", s.reason)
+		r.normalEvent(obj, "TaskSucceeded", "Observe", s.reason)
 	}
 	return nil
 }

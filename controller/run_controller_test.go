@@ -68,6 +68,7 @@ func TestReconcile(t *testing.T) {
 		objs       []client.Object
 		wantJobs   map[string]want
 		wantPods   map[string]want
+		taskEvents string // Options.TaskEvents
 		wantEvents []string
 		wantPVC    bool
 	}{
@@ -148,6 +149,23 @@ func TestReconcile(t *testing.T) {
 			},
 			wantEvents: []string{"Normal Skipped", "Normal Skipped", "Normal TaskSucceeded", "Normal RunSucceeded"},
 		},
+		"with --task-events=failures, a run that went well says so once": {
+			objs: []client.Object{
+				completed(utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj()),
+				finishedPod("evaluate-x", "evaluate", "u-eval", `{"accuracy": 0.80}`),
+				suspended(utiltesting.MakeJob("deploy", ns).After("evaluate").When("tasks.evaluate.results.accuracy >= 0.9").Obj()),
+			},
+			taskEvents: TaskEventsFailures,
+			wantEvents: []string{"Normal RunSucceeded"},
+		},
+		"with --task-events=failures, failures are still reported": {
+			objs: []client.Object{
+				failedJob(utiltesting.MakeJob("prep", ns).Obj()),
+				suspended(utiltesting.MakeJob("train", ns).After("prep").Obj()),
+			},
+			taskEvents: TaskEventsFailures,
+			wantEvents: []string{"Warning UpstreamFailed", "Warning TaskFailed", "Warning RunFailed"},
+		},
 		"a condition that cannot be evaluated fails the task, which stays held": {
 			objs: []client.Object{
 				utiltesting.MakeJob("evaluate", ns).UID("u-eval").Obj(),
@@ -212,7 +230,7 @@ func TestReconcile(t *testing.T) {
 			ctx := context.Background()
 			c := newClient(tc.objs...)
 			rec := events.NewFakeRecorder(20)
-			r := NewRunReconciler(c, rec, Options{})
+			r := NewRunReconciler(c, rec, Options{TaskEvents: tc.taskEvents})
 			if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "p"}}); err != nil {
 				t.Fatal(err)
 			}

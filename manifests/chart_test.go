@@ -118,6 +118,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"webhook.excludedNamespaces={Not_A_Namespace}", "/webhook/excludedNamespaces/0"},
 		{"controller.artifactSize=big", "/controller/artifactSize"},
 		{"controller.concurrentRuns=0", "/controller/concurrentRuns"},
+		{"controller.taskEvents=some", "/controller/taskEvents"},
 		{"scheduler.name=Sluice Scheduler", "/scheduler/name"},
 		{"scheduler.enabled=yes", "/scheduler/enabled"},
 		{"image.webhook.pullPolicy=Sometimes", "/image/webhook/pullPolicy"},

@@ -34,7 +34,7 @@ func main() {
 		webhookHost, certDir, metricsAddr, probeAddr     string
 		pprofAddr                                        string
 		leaderNS, storageClass, artifactSize, accessMode string
-		controllerUser, schedulerName                    string
+		controllerUser, schedulerName, taskEvents        string
 		webhookPort, concurrency, apiBurst               int
 		apiQPS                                           float64
 		leaderElect, disableWebhooks, certRotation       bool
@@ -61,6 +61,7 @@ func main() {
 	flag.StringVar(&controllerUser, "controller-username", "", "the only user allowed to write sluice.dev/phase, results and reason (default: the manager's own, from a SelfSubjectReview)")
 	flag.StringVar(&schedulerName, "scheduler-name", "", "schedulerName given to steps that would use the default scheduler (empty: leave it)")
 	flag.IntVar(&concurrency, "concurrent-runs", 4, "runs reconciled in parallel")
+	flag.StringVar(&taskEvents, "task-events", controller.TaskEventsAll, "which Events the controller emits about tasks: all (every release and outcome) or failures (Warning events and the run's outcome only)")
 	flag.Float64Var(&apiQPS, "kube-api-qps", -1, "client-side limit of requests per second to the API server; negative: none, the API server's priority and fairness decides (controller-runtime's default)")
 	flag.IntVar(&apiBurst, "kube-api-burst", 0, "burst of requests above --kube-api-qps (0: client-go's default when a limit is set)")
 	klog.InitFlags(nil)
@@ -68,6 +69,10 @@ func main() {
 	ctrl.SetLogger(klog.NewKlogr())
 	log := ctrl.Log.WithName("setup")
 
+	if taskEvents != controller.TaskEventsAll && taskEvents != controller.TaskEventsFailures {
+		log.Error(nil, "Invalid --task-events: expected all or failures", "value", taskEvents)
+		os.Exit(2)
+	}
 	switch accessMode {
 	case controller.AccessModeAuto, controller.AccessModeRWO, controller.AccessModeRWX:
 	default:
@@ -190,6 +195,7 @@ func main() {
 	}
 	r := controller.NewRunReconciler(mgr.GetClient(), mgr.GetEventRecorder("sluice-controller"), controller.Options{
 		StorageClass: storageClass, AccessMode: accessMode, ArtifactSize: size, MaxConcurrentReconciles: concurrency,
+		TaskEvents: taskEvents,
 	})
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		log.Error(err, "Unable to set up the controller")
