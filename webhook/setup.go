@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sluice-dev/sluice/index"
 )
@@ -38,14 +39,32 @@ func SetupWebhooks(mgr ctrl.Manager, opts Options) error {
 	}
 	exists := existsIn(mgr.GetAPIReader())
 	job := NewJobWebhook(opts, exists)
-	if err := ctrl.NewWebhookManagedBy(mgr, &batchv1.Job{}).WithDefaulter(job).WithValidator(job).Complete(); err != nil {
+	if err := ctrl.NewWebhookManagedBy(mgr, &batchv1.Job{}).WithValidator(job).Complete(); err != nil {
 		return fmt.Errorf("setting up the job webhook: %w", err)
 	}
 	pod := NewPodWebhook(opts, exists)
-	if err := ctrl.NewWebhookManagedBy(mgr, &corev1.Pod{}).WithDefaulter(pod).WithValidator(pod).Complete(); err != nil {
+	if err := ctrl.NewWebhookManagedBy(mgr, &corev1.Pod{}).WithValidator(pod).Complete(); err != nil {
 		return fmt.Errorf("setting up the pod webhook: %w", err)
 	}
+	mgr.GetWebhookServer().Register(JobMutatePath, job.Mutating())
+	mgr.GetWebhookServer().Register(PodMutatePath, pod.Mutating())
 	return nil
+}
+
+// The paths of the mutating webhooks (controller-runtime's defaults).
+const (
+	JobMutatePath = "/mutate-batch-v1-job"
+	PodMutatePath = "/mutate--v1-pod"
+)
+
+// Mutating returns the handler of the Job mutating webhook.
+func (w *JobWebhook) Mutating() *admission.Webhook {
+	return newMutatingHandler(w.mutator, func() *batchv1.Job { return &batchv1.Job{} }, jobStep)
+}
+
+// Mutating returns the handler of the Pod mutating webhook.
+func (w *PodWebhook) Mutating() *admission.Webhook {
+	return newMutatingHandler(w.mutator, func() *corev1.Pod { return &corev1.Pod{} }, podStep)
 }
 
 // NewJobWebhook returns the Job webhook; exists looks up objects the index

@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"context"
+	"errors"
+	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -9,8 +11,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sluice-dev/sluice/annotations"
@@ -85,6 +89,41 @@ func (m mutator) mutate(ctx context.Context, s step) error {
 		s.hold()
 	}
 	return nil
+}
+
+// mutatingHandler serves the mutating webhook of one kind: it decodes the
+// object, mutates it and answers with the JSON patch of what changed
+// (jsonPatch), as controller-runtime's defaulting handler would, without
+// diffing whole documents.
+type mutatingHandler[T client.Object] struct {
+	decoder admission.Decoder
+	newObj  func() T
+	step    func(T) step
+	mutator mutator
+}
+
+func newMutatingHandler[T client.Object](m mutator, newObj func() T, step func(T) step) *admission.Webhook {
+	return &admission.Webhook{Handler: &mutatingHandler[T]{decoder: admission.NewDecoder(scheme.Scheme), newObj: newObj, step: step, mutator: m}}
+}
+
+func (h *mutatingHandler[T]) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create {
+		return admission.Allowed("")
+	}
+	ctx = admission.NewContextWithRequest(ctx, req)
+	obj := h.newObj()
+	if err := h.decoder.DecodeRaw(req.Object, obj); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	before := obj.DeepCopyObject()
+	if err := h.mutator.mutate(ctx, h.step(obj)); err != nil {
+		var status apierrors.APIStatus
+		if errors.As(err, &status) {
+			return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: ptr.To(status.Status())}}
+		}
+		return admission.Denied(err.Error())
+	}
+	return admission.Patched("", jsonPatch(before, obj)...)
 }
 
 func isCreate(ctx context.Context) bool {

@@ -516,6 +516,10 @@ func (cl *cluster) measureArgo(ctx context.Context, bench string, c contender, w
 
 	labels := map[string]string{benchRunLabel: run}
 	rss := sampleRSSOf(ctx, strconv.Itoa(ctl.cmd.Process.Pid))
+	procs := cl.processes()
+	delete(procs, "sluice-manager") // idle here
+	procs["argo-controller"] = strconv.Itoa(ctl.cmd.Process.Pid)
+	cpu := cpuMeter(procs)
 	start := time.Now()
 	if _, err := workflows.Create(ctx, argoWorkflow(run, cl.schedulerName, w, labels), metav1.CreateOptions{}); err != nil {
 		return m, err
@@ -544,6 +548,7 @@ func (cl *cluster) measureArgo(ctx context.Context, bench string, c contender, w
 		return m, fmt.Errorf("Workflow %s (log: %s)", wfError, logPath)
 	}
 	m.makespan = wfEnd.Sub(start)
+	m.cpu = cpu()
 	m.peakRSSMB = rss()
 	t.mu.Lock()
 	defer t.mu.Unlock()

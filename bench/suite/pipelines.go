@@ -36,6 +36,7 @@ type cluster struct {
 	dyn           dynamic.Interface // Argo's Workflows
 	kubeconfig    string
 	pidFile       string
+	stateDir      string
 	metricsURL    string
 	schedulerName string
 	argo          *argoPeer // the peer's binary and module; checked when an Argo contender runs
@@ -55,7 +56,7 @@ func connect(kubeconfig, stateDir, metricsURL string) (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cluster{cs: cs, dyn: dyn, kubeconfig: kubeconfig, pidFile: filepath.Join(stateDir, "sluice-webhook.pid"),
+	return &cluster{cs: cs, dyn: dyn, kubeconfig: kubeconfig, pidFile: filepath.Join(stateDir, "sluice-webhook.pid"), stateDir: stateDir,
 		metricsURL: metricsURL, schedulerName: "sluice-scheduler"}, nil
 }
 
@@ -113,7 +114,8 @@ func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale, o
 	if only != "" {
 		names = slices.DeleteFunc(append(names, applies...), func(n string) bool { return !slices.Contains(strings.Split(only, ","), n) })
 	}
-	var argoRows []string
+	var argoRows, measured []string
+	cpuBy := map[string]map[string]float64{}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "### %s: %d steps, zero-duration simulated\n\n", bench, len(w))
 	sb.WriteString("| contender | makespan s | created in s | release p50 ms | release p99 ms | manager writes/step | manager peak RSS MB | largest object KB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -139,6 +141,10 @@ func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale, o
 			continue
 		}
 		res.set(bench, c.name, round(m.makespan.Seconds()))
+		measured, cpuBy[c.name] = append(measured, c.name), m.cpu
+		for proc, v := range m.cpu {
+			res.set(bench, c.name+"/cpu-s/"+proc, round(v))
+		}
 		row := fmt.Sprintf("| %s | %.2f | %.2f |", c.name, m.makespan.Seconds(), m.created.Seconds())
 		switch {
 		case c.argo != argoNone:
@@ -161,6 +167,7 @@ func runPipelines(ctx context.Context, cl *cluster, res results, bench, scale, o
 		}
 		sb.WriteString(row + "\n")
 	}
+	sb.WriteString(cpuTable(measured, cpuBy))
 	if len(argoRows) > 0 {
 		fmt.Fprintf(&sb, "\nargo-*: Argo Workflows %s's workflow-controller running the %d steps as one DAG Workflow "+
 			"(a fan-out is one task over withSequence: Argo's CRDs allow 200 tasks in a DAG); \"created in\" is that one create. "+
@@ -194,6 +201,8 @@ type measurement struct {
 	peakRSSMB, largestKB   float64
 	// lastStep (Argo): the last step's pod seen succeeded, before the Workflow is.
 	lastStep time.Duration
+	// cpu is the CPU seconds each process of the cluster used.
+	cpu map[string]float64
 }
 
 // tracker follows the workload's objects through the bench's own informers.
@@ -370,6 +379,7 @@ func (cl *cluster) measure(ctx context.Context, bench string, c contender, w wor
 
 	writesBefore, _ := cl.managerWrites()
 	rss := cl.sampleRSS(ctx)
+	cpu := cpuMeter(cl.processes())
 	start := time.Now()
 	if c.sluice {
 		for _, s := range w {
@@ -412,6 +422,7 @@ func (cl *cluster) measure(ctx context.Context, bench string, c contender, w wor
 		}
 	}
 	m.makespan = end.Sub(start)
+	m.cpu = cpu()
 	if !c.sluice {
 		m.created = m.makespan
 		return m, nil
