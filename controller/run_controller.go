@@ -594,15 +594,17 @@ func refString(ns string, ref taskRef) string {
 // that a restart can never release a task twice. The patch carries the
 // resourceVersion the decision was made on.
 func (r *RunReconciler) release(ctx context.Context, s *taskState, ups map[string]*taskState) error {
+	err := r.patchTask(ctx, s, func(obj client.Object) {
+		setPhase(obj, s.phase, s.reason)
+		switch o := obj.(type) {
+		case *batchv1.Job:
+			o.Spec.Suspend = ptr.To(false)
+		case *corev1.Pod:
+			annotations.RemoveGate(&o.Spec)
+		}
+	})
 	obj := s.object()
-	patchBase := obj.DeepCopyObject().(client.Object)
-	setPhase(obj, s.phase, s.reason)
-	if s.job != nil {
-		s.job.Spec.Suspend = ptr.To(false)
-	} else {
-		annotations.RemoveGate(&s.pod.Spec)
-	}
-	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err != nil {
 		return fmt.Errorf("releasing %s: %w", klog.KObj(obj), err)
 	}
 	var last time.Time
@@ -631,15 +633,17 @@ func (r *RunReconciler) record(ctx context.Context, s *taskState) error {
 	if s.early {
 		return nil
 	}
-	patchBase := obj.DeepCopyObject().(client.Object)
 	changed := recordedPhase(obj) != s.phase
-	setPhase(obj, s.phase, s.reason)
-	if s.resultsJSON != "" {
-		obj.GetAnnotations()[annotations.ResultsAnnotation] = s.resultsJSON
-	}
-	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
+	err := r.patchTask(ctx, s, func(obj client.Object) {
+		setPhase(obj, s.phase, s.reason)
+		if s.resultsJSON != "" {
+			obj.GetAnnotations()[annotations.ResultsAnnotation] = s.resultsJSON
+		}
+	})
+	if err != nil {
 		return fmt.Errorf("recording phase %s of %s: %w", s.phase, klog.KObj(obj), err)
 	}
+	obj = s.object()
 	s.resultsJSON = "" // recorded
 	defer func() {
 		if s.resultsErr != nil {
@@ -697,10 +701,16 @@ func (r *RunReconciler) recordRunEnd(ctx context.Context, ns, run string, m *run
 	if counts[annotations.PhaseFailed]+counts[annotations.PhaseUpstreamFailed] > 0 {
 		outcome, eventType = "Failed", corev1.EventTypeWarning
 	}
+	err := r.patchTask(ctx, last, func(obj client.Object) {
+		annots := obj.GetAnnotations()
+		if annots == nil {
+			annots = map[string]string{}
+		}
+		annots[annotations.RunOutcomeAnnotation] = outcome
+		obj.SetAnnotations(annots)
+	})
 	obj := last.object()
-	patchBase := obj.DeepCopyObject().(client.Object)
-	obj.GetAnnotations()[annotations.RunOutcomeAnnotation] = outcome
-	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(patchBase, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err != nil {
 		return false, fmt.Errorf("recording the end of run %s/%s on %s: %w", ns, run, klog.KObj(obj), err)
 	}
 	runs.WithLabelValues(outcome).Inc()
@@ -709,6 +719,29 @@ func (r *RunReconciler) recordRunEnd(ctx context.Context, ns, run string, m *run
 	ctrl.LoggerFrom(ctx).V(2).Info("Run ended", "outcome", outcome, "tasks", len(m.nodes))
 	r.recorder.Eventf(obj, nil, eventType, "Run"+outcome, "RunEnded", "%s", msg)
 	return true, nil
+}
+
+// patchTask writes a change to a task's object: edit changes a copy (the
+// object read is the cache's own, shared, never to be changed), which is
+// patched against the resourceVersion read and, once written, becomes the
+// state's object.
+func (r *RunReconciler) patchTask(ctx context.Context, s *taskState, edit func(client.Object)) error {
+	read := s.object()
+	obj := read.DeepCopyObject().(client.Object)
+	edit(obj)
+	if err := r.client.Patch(ctx, obj, client.MergeFromWithOptions(read, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
+	}
+	switch o := obj.(type) {
+	case *batchv1.Job:
+		s.job = o
+	case *corev1.Pod:
+		s.pod = o
+		if len(s.pods) == 1 && s.pods[0] == read {
+			s.pods = []*corev1.Pod{o}
+		}
+	}
+	return nil
 }
 
 func setPhase(obj client.Object, phase annotations.Phase, reason string) {
