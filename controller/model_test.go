@@ -56,6 +56,17 @@ func countingClient(counts *calls, objs ...client.Object) client.Client {
 		}).Build()
 }
 
+// reconcileCounted reconciles run ml/p once and returns the client calls
+// it made.
+func reconcileCounted(t *testing.T, r *RunReconciler, n *calls, what string) calls {
+	t.Helper()
+	*n = calls{}
+	if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ml", Name: "p"}}); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return *n
+}
+
 // TestEventCostsOnlyWhatItTouches runs 1 -> 200 -> 1 through the model: each
 // event reads the one task it is about, writes what changed (one patch per
 // task), and the join is decided once, when its last upstream finishes.
@@ -74,15 +85,7 @@ func TestEventCostsOnlyWhatItTouches(t *testing.T) {
 	var n calls
 	c := countingClient(&n, objs...)
 	r := NewRunReconciler(c, events.NewFakeRecorder(10*width), Options{})
-	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ml", Name: "p"}}
-	run := func(what string) calls {
-		t.Helper()
-		n = calls{}
-		if _, err := r.Reconcile(ctx, req); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return n
-	}
+	run := func(what string) calls { t.Helper(); return reconcileCounted(t, r, &n, what) }
 	finish := func(name string) {
 		t.Helper()
 		var j batchv1.Job
@@ -219,15 +222,7 @@ func TestJoinOverAGroup(t *testing.T) {
 	var n calls
 	c := countingClient(&n, objs...)
 	r := NewRunReconciler(c, events.NewFakeRecorder(3*size), Options{})
-	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ml", Name: "p"}}
-	run := func(what string) calls {
-		t.Helper()
-		n = calls{}
-		if _, err := r.Reconcile(ctx, req); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return n
-	}
+	run := func(what string) calls { t.Helper(); return reconcileCounted(t, r, &n, what) }
 	get := func(name string) *batchv1.Job {
 		t.Helper()
 		var j batchv1.Job

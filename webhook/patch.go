@@ -132,13 +132,7 @@ func diffValues(p pointer, a, b reflect.Value, ops *[]jsonpatch.Operation) {
 	}
 	switch b.Kind() {
 	case reflect.Pointer:
-		switch {
-		case a.IsNil() && b.IsNil():
-		case b.IsNil():
-			*ops = append(*ops, op("remove", p, reflect.Value{}))
-		case a.IsNil():
-			*ops = append(*ops, op("add", p, b))
-		default:
+		if !diffNil(p, a, b, ops) {
 			diffValues(p, a.Elem(), b.Elem(), ops)
 		}
 	case reflect.Struct:
@@ -176,15 +170,23 @@ func diffStruct(p pointer, ti *typeInfo, a, b reflect.Value, ops *[]jsonpatch.Op
 	}
 }
 
-func diffMap(p pointer, a, b reflect.Value, ops *[]jsonpatch.Operation) {
+// diffNil handles a pointer, map or list that is nil on either side: it
+// reports whether that said it all.
+func diffNil(p pointer, a, b reflect.Value, ops *[]jsonpatch.Operation) bool {
 	switch {
 	case a.IsNil() && b.IsNil():
-		return
 	case b.IsNil():
 		*ops = append(*ops, op("remove", p, reflect.Value{}))
-		return
 	case a.IsNil():
 		*ops = append(*ops, op("add", p, b))
+	default:
+		return false
+	}
+	return true
+}
+
+func diffMap(p pointer, a, b reflect.Value, ops *[]jsonpatch.Operation) {
+	if diffNil(p, a, b, ops) {
 		return
 	}
 	iter := b.MapRange()
@@ -205,17 +207,8 @@ func diffMap(p pointer, a, b reflect.Value, ops *[]jsonpatch.Operation) {
 }
 
 func diffList(p pointer, a, b reflect.Value, ops *[]jsonpatch.Operation) {
-	if b.Kind() == reflect.Slice {
-		switch {
-		case a.IsNil() && b.IsNil():
-			return
-		case b.IsNil():
-			*ops = append(*ops, op("remove", p, reflect.Value{}))
-			return
-		case a.IsNil():
-			*ops = append(*ops, op("add", p, b))
-			return
-		}
+	if b.Kind() == reflect.Slice && diffNil(p, a, b, ops) {
+		return
 	}
 	n := min(a.Len(), b.Len())
 	for i := range n {
