@@ -67,6 +67,20 @@ func reconcileCounted(t *testing.T, r *RunReconciler, n *calls, what string) cal
 	return *n
 }
 
+// completeJob plays the Job controller: Job ml/name completes, and the
+// reconciler hears of it.
+func completeJob(t *testing.T, c client.Client, r *RunReconciler, name string) {
+	t.Helper()
+	var j batchv1.Job
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "ml", Name: name}, &j); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Status().Update(context.Background(), completed(&j)); err != nil {
+		t.Fatal(err)
+	}
+	r.inbox.touch(&j)
+}
+
 // TestEventCostsOnlyWhatItTouches runs 1 -> 200 -> 1 through the model: each
 // event reads the one task it is about, writes what changed (one patch per
 // task), and the join is decided once, when its last upstream finishes.
@@ -86,18 +100,7 @@ func TestEventCostsOnlyWhatItTouches(t *testing.T) {
 	c := countingClient(&n, objs...)
 	r := NewRunReconciler(c, events.NewFakeRecorder(10*width), Options{})
 	run := func(what string) calls { t.Helper(); return reconcileCounted(t, r, &n, what) }
-	finish := func(name string) {
-		t.Helper()
-		var j batchv1.Job
-		if err := c.Get(ctx, types.NamespacedName{Namespace: "ml", Name: name}, &j); err != nil {
-			t.Fatal(err)
-		}
-		completed(&j)
-		if err := c.Status().Update(ctx, &j); err != nil {
-			t.Fatal(err)
-		}
-		r.inbox.touch(&j)
-	}
+	finish := func(name string) { t.Helper(); completeJob(t, c, r, name) }
 	suspendedJob := func(name string) bool {
 		var j batchv1.Job
 		if err := c.Get(ctx, types.NamespacedName{Namespace: "ml", Name: name}, &j); err != nil {
@@ -238,14 +241,7 @@ func TestJoinOverAGroup(t *testing.T) {
 			t.Errorf("%s: join is %q, want %q", when, got, phase+": "+reason)
 		}
 	}
-	finish := func(name string) {
-		t.Helper()
-		j := completed(get(name))
-		if err := c.Status().Update(ctx, j); err != nil {
-			t.Fatal(err)
-		}
-		r.inbox.touch(j)
-	}
+	finish := func(name string) { t.Helper(); completeJob(t, c, r, name) }
 
 	if got := run("half the group exists"); got.patch != 1 {
 		t.Errorf("half the group exists: %d writes, want 1 (the join says what it waits for)", got.patch)
@@ -348,15 +344,7 @@ func TestGroupMemberDeleted(t *testing.T) {
 	r.deleted = deleted
 	reconcileOK()
 	for _, name := range []string{"shard-0", "shard-1"} {
-		var j batchv1.Job
-		if err := c.Get(ctx, types.NamespacedName{Namespace: "ml", Name: name}, &j); err != nil {
-			t.Fatal(err)
-		}
-		completed(&j)
-		if err := c.Status().Update(ctx, &j); err != nil {
-			t.Fatal(err)
-		}
-		r.inbox.touch(&j)
+		completeJob(t, c, r, name)
 		reconcileOK()
 	}
 	if got, want := state("report"), "Running: released: upstreams done (shard-0, shard-1, shard-2)"; got != want {
