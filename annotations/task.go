@@ -34,6 +34,9 @@ type GroupWait struct {
 	Size  int
 }
 
+// String is the entry as sluice.dev/after-group spells it: group=size.
+func (w GroupWait) String() string { return w.Group + "=" + strconv.Itoa(w.Size) }
+
 // MaxGroupSize is the largest group a task may wait for.
 const MaxGroupSize = 100000
 

@@ -36,10 +36,10 @@ func graphErrors(task *annotations.Task, c index.Conflicts) field.ErrorList {
 			errs = append(errs, field.Invalid(labelsPath.Key(annotations.GroupLabel), gc.Group,
 				fmt.Sprintf("group %s of run %q is full: task %s waits for %d tasks of it (%s) and it has %d", gc.Group, task.Run, gc.Join, gc.Size, annotations.AfterGroupAnnotation, gc.Members)))
 		case gc.Join != "":
-			errs = append(errs, field.Invalid(annotationsPath.Key(annotations.AfterGroupAnnotation), fmt.Sprintf("%s=%d", gc.Group, task.WaitsForGroup(gc.Group)),
+			errs = append(errs, field.Invalid(annotationsPath.Key(annotations.AfterGroupAnnotation), annotations.GroupWait{Group: gc.Group, Size: task.WaitsForGroup(gc.Group)}.String(),
 				fmt.Sprintf("task %s of run %q waits for group %s of %d tasks; a group has one size", gc.Join, task.Run, gc.Group, gc.Size)))
 		default:
-			errs = append(errs, field.Invalid(annotationsPath.Key(annotations.AfterGroupAnnotation), fmt.Sprintf("%s=%d", gc.Group, gc.Size),
+			errs = append(errs, field.Invalid(annotationsPath.Key(annotations.AfterGroupAnnotation), annotations.GroupWait{Group: gc.Group, Size: gc.Size}.String(),
 				fmt.Sprintf("group %s of run %q already has %d tasks", gc.Group, task.Run, gc.Members)))
 		}
 	}
@@ -48,7 +48,7 @@ func graphErrors(task *annotations.Task, c index.Conflicts) field.ErrorList {
 		if len(task.Upstreams()) == 0 {
 			var groups []string
 			for _, w := range task.AfterGroups {
-				groups = append(groups, fmt.Sprintf("%s=%d", w.Group, w.Size))
+				groups = append(groups, w.String())
 			}
 			key, value = annotations.AfterGroupAnnotation, strings.Join(groups, ",")
 		}

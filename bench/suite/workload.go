@@ -79,7 +79,7 @@ func (s step) objectMeta(ns string, sluice bool) metav1.ObjectMeta {
 		m.Labels[annotations.TaskLabel] = s.name
 		switch {
 		case s.afterGroup != "":
-			m.Annotations = map[string]string{annotations.AfterGroupAnnotation: fmt.Sprintf("%s=%d", s.afterGroup, len(s.after))}
+			m.Annotations = map[string]string{annotations.AfterGroupAnnotation: annotations.GroupWait{Group: s.afterGroup, Size: len(s.after)}.String()}
 		case len(s.after) > 0:
 			m.Annotations = map[string]string{annotations.AfterAnnotation: strings.Join(s.after, ",")}
 		}
