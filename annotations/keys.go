@@ -50,6 +50,10 @@ const (
 	StorageClassAnnotation = Prefix + "storage-class"
 	// ArtifactSizeAnnotation overrides the size of the run's artifact volume.
 	ArtifactSizeAnnotation = Prefix + "artifact-size"
+	// StartDeadlineAnnotation overrides how long a released step's pod may
+	// be unable to start (unschedulable, its image not pulled, ...) before
+	// the task fails; a Go duration, "0" for never.
+	StartDeadlineAnnotation = Prefix + "start-deadline"
 	// ResultsAnnotation is owned by the controller: JSON of the task's output parameters.
 	ResultsAnnotation = Prefix + "results"
 	// ReasonAnnotation is owned by the controller: one line saying why the phase is what it is.
@@ -57,6 +61,10 @@ const (
 	// RunOutcomeAnnotation is owned by the controller: set on the task that
 	// finished last when the whole run ended (Succeeded or Failed).
 	RunOutcomeAnnotation = Prefix + "run-outcome"
+	// BlockedSinceAnnotation is owned by the controller: since when (RFC
+	// 3339) the released task's pod has been unable to start, kept while it
+	// is, so that the start deadline survives a restart of the controller.
+	BlockedSinceAnnotation = Prefix + "blocked-since"
 )
 
 // UpstreamGate is the scheduling gate that holds a bare Pod until its
@@ -109,13 +117,13 @@ var userLabels = []string{PipelineLabel, RunLabel, TaskLabel, GroupLabel}
 var userAnnotations = []string{
 	AfterAnnotation, AfterGroupAnnotation, InputsAnnotation, OutputsAnnotation, WhenAnnotation, TriggerAnnotation,
 	GPUAnnotation, AcceleratorAnnotation, ContainerAnnotation, CPUAnnotation, MemoryAnnotation,
-	StorageClassAnnotation, ArtifactSizeAnnotation,
+	StorageClassAnnotation, ArtifactSizeAnnotation, StartDeadlineAnnotation,
 }
 
 // ControllerLabels and ControllerAnnotations are written only by the controller.
 var (
 	ControllerLabels      = []string{PhaseLabel}
-	ControllerAnnotations = []string{ResultsAnnotation, ReasonAnnotation, RunOutcomeAnnotation}
+	ControllerAnnotations = []string{ResultsAnnotation, ReasonAnnotation, RunOutcomeAnnotation, BlockedSinceAnnotation}
 )
 
 // GraphKeys are the keys that define a task's place in its run's graph; they

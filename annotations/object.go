@@ -22,6 +22,15 @@ func RunOf(obj metav1.Object) string {
 	return labels[PipelineLabel]
 }
 
+// TaskOf returns the task an object is, as Parse defaults it: its task
+// label, else its name.
+func TaskOf(obj metav1.Object) string {
+	if task := obj.GetLabels()[TaskLabel]; task != "" {
+		return task
+	}
+	return obj.GetName()
+}
+
 // JobRef returns the reference to the Job that controls obj (a pod of that
 // Job, whose task is the Job), or nil.
 func JobRef(obj metav1.Object) *metav1.OwnerReference {

@@ -14,37 +14,6 @@ import (
 // GPUResource is the extended resource NVIDIA's device plugin advertises.
 const GPUResource = "nvidia.com/gpu"
 
-// Node labels that name a node's accelerator: GPU feature discovery's, and
-// GKE's.
-const (
-	GPUProductLabel     = "nvidia.com/gpu.product"
-	GKEAcceleratorLabel = "cloud.google.com/gke-accelerator"
-)
-
-// acceleratorProducts maps sluice accelerator names (GKE's names) to the
-// product names GPU feature discovery puts in nvidia.com/gpu.product.
-var acceleratorProducts = map[string][]string{
-	"nvidia-tesla-k80":  {"Tesla-K80"},
-	"nvidia-tesla-p4":   {"Tesla-P4"},
-	"nvidia-tesla-p100": {"Tesla-P100-PCIE-16GB"},
-	"nvidia-tesla-t4":   {"Tesla-T4"},
-	"nvidia-tesla-v100": {"Tesla-V100-SXM2-16GB", "Tesla-V100-SXM2-32GB"},
-	"nvidia-tesla-a100": {"NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"},
-	"nvidia-a100-80gb":  {"NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"},
-	"nvidia-l4":         {"NVIDIA-L4"},
-	"nvidia-h100-80gb":  {"NVIDIA-H100-80GB-HBM3"},
-}
-
-// AcceleratorProducts returns the nvidia.com/gpu.product values that satisfy
-// a sluice accelerator name. An unknown name matches itself, so a product
-// label can also be named directly (sluice.dev/accelerator: Tesla-T4).
-func AcceleratorProducts(accelerator string) []string {
-	if p, ok := acceleratorProducts[accelerator]; ok {
-		return p
-	}
-	return []string{accelerator}
-}
-
 // Resources is what a step asks for through annotations.
 type Resources struct {
 	GPUs        int64

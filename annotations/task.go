@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
@@ -59,6 +60,9 @@ type Task struct {
 	// StorageClass and ArtifactSize override the run volume's defaults.
 	StorageClass string
 	ArtifactSize *resource.Quantity
+	// StartDeadline overrides the controller's start deadline when set; 0
+	// means never.
+	StartDeadline *time.Duration
 }
 
 // Upstreams returns every task this one waits for by name: the after list
@@ -212,6 +216,14 @@ func Parse(obj metav1.Object) (*Task, field.ErrorList) {
 			errs = append(errs, field.Invalid(annotationsPath.Key(ArtifactSizeAnnotation), v, "expected a positive storage quantity, e.g. 10Gi"))
 		} else {
 			t.ArtifactSize = &q
+		}
+	}
+	if v, ok := annots[StartDeadlineAnnotation]; ok {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 0 {
+			errs = append(errs, field.Invalid(annotationsPath.Key(StartDeadlineAnnotation), v, `expected a duration such as 10m or 1h30m, or "0" for no deadline`))
+		} else {
+			t.StartDeadline = &d
 		}
 	}
 	return t, errs

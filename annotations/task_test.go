@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 func object(name string, labels, annots map[string]string) *metav1.ObjectMeta {
@@ -95,6 +97,22 @@ func TestParse(t *testing.T) {
 		"bad artifact size": {
 			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{ArtifactSizeAnnotation: "lots"}),
 			wantErr: []string{`sluice.dev/artifact-size]: Invalid value: "lots": expected a positive storage quantity, e.g. 10Gi`},
+		},
+		"bad start deadline": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{StartDeadlineAnnotation: "ten minutes"}),
+			wantErr: []string{`sluice.dev/start-deadline]: Invalid value: "ten minutes": expected a duration such as 10m or 1h30m, or "0" for no deadline`},
+		},
+		"negative start deadline": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{StartDeadlineAnnotation: "-5m"}),
+			wantErr: []string{`sluice.dev/start-deadline]: Invalid value: "-5m"`},
+		},
+		"start deadline": {
+			obj:  object("t", map[string]string{PipelineLabel: "p"}, map[string]string{StartDeadlineAnnotation: " 90s "}),
+			want: &Task{Namespace: "ml", Pipeline: "p", Run: "p", Name: "t", Trigger: TriggerAllSucceeded, StartDeadline: ptr.To(90 * time.Second)},
+		},
+		"no start deadline": {
+			obj:  object("t", map[string]string{PipelineLabel: "p"}, map[string]string{StartDeadlineAnnotation: "0"}),
+			want: &Task{Namespace: "ml", Pipeline: "p", Run: "p", Name: "t", Trigger: TriggerAllSucceeded, StartDeadline: ptr.To(time.Duration(0))},
 		},
 		"group and after-group": {
 			obj: object("join", map[string]string{PipelineLabel: "p", GroupLabel: "reports"}, map[string]string{

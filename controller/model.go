@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -41,6 +42,9 @@ type runModel struct {
 	// needsVolume is true once a task that passes artifacts was seen;
 	// volume once the run's artifact volume is known to exist.
 	needsVolume, volume bool
+	// deadlines holds when each released task whose pod cannot start fails
+	// its start deadline, unless it starts first.
+	deadlines map[string]time.Time
 }
 
 // node is one task of the run.
@@ -71,7 +75,8 @@ type group struct {
 }
 
 func newRunModel() *runModel {
-	return &runModel{nodes: map[string]*node{}, down: map[string][]string{}, groups: map[string]*group{}, gone: map[string]string{}}
+	return &runModel{nodes: map[string]*node{}, down: map[string][]string{}, groups: map[string]*group{}, gone: map[string]string{},
+		deadlines: map[string]time.Time{}}
 }
 
 func finished(s *taskState) bool { return s != nil && s.phase.Finished() }
@@ -89,6 +94,7 @@ func (m *runModel) group(name string) *group {
 func (m *runModel) add(n *node) {
 	name := n.task.Name
 	m.nodes[name] = n
+	m.setDeadline(name, n.state)
 	for _, up := range n.task.Upstreams() {
 		m.down[up] = append(m.down[up], name)
 		u := m.nodes[up]
@@ -138,6 +144,7 @@ func (m *runModel) remove(name string) (joins []string) {
 	if n == nil {
 		return nil
 	}
+	delete(m.deadlines, name)
 	if finished(n.state) {
 		m.finish(n, -1) // it is missing again
 	} else {
@@ -179,6 +186,7 @@ func (m *runModel) remove(name string) (joins []string) {
 func (m *runModel) observed(n *node, s *taskState) {
 	was, is := finished(n.state), finished(s)
 	n.state = s
+	m.setDeadline(n.task.Name, s)
 	switch {
 	case !was && is:
 		m.unfinished--
@@ -346,4 +354,27 @@ func (b *inbox) drain(key types.NamespacedName) map[string]taskRef {
 	touched := b.runs[key]
 	delete(b.runs, key)
 	return touched
+}
+
+// setDeadline keeps when the task fails its start deadline, if it can.
+func (m *runModel) setDeadline(name string, s *taskState) {
+	if s.deadline.IsZero() {
+		delete(m.deadlines, name)
+	} else {
+		m.deadlines[name] = s.deadline
+	}
+}
+
+// due returns the tasks whose start deadline passed by now, and how long
+// until the next one does (0: none is pending).
+func (m *runModel) due(now time.Time) (names []string, next time.Duration) {
+	for name, at := range m.deadlines {
+		if wait := at.Sub(now); wait <= 0 {
+			names = append(names, name)
+		} else if next == 0 || wait < next {
+			next = wait
+		}
+	}
+	slices.Sort(names)
+	return names, next
 }

@@ -45,6 +45,10 @@ type Options struct {
 	// TaskEvents is TaskEventsAll (the default when empty) or
 	// TaskEventsFailures.
 	TaskEvents string
+	// StartDeadline is how long a released task's pod may be unable to
+	// start before the task fails; sluice.dev/start-deadline overrides it.
+	// 0: no deadline.
+	StartDeadline time.Duration
 }
 
 // The values of Options.TaskEvents.
@@ -160,6 +164,15 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (_
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	// Tasks whose start deadline passed are looked at again, though
+	// nothing about them changed.
+	due, _ := m.due(r.now())
+	for _, name := range due {
+		if touched == nil {
+			touched = map[string]taskRef{}
+		}
+		touched[name] = m.nodes[name].ref
+	}
 	changed, wake, err := r.observe(ctx, key, m, touched)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -208,6 +221,9 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (_
 		delete(r.models, key)
 		r.mu.Unlock()
 		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
+	if _, next := m.due(r.now()); next > 0 {
+		return reconcile.Result{RequeueAfter: next}, nil
 	}
 	return reconcile.Result{}, nil
 }
@@ -448,6 +464,7 @@ func (r *RunReconciler) observeTask(ctx context.Context, task *annotations.Task,
 	case *corev1.Pod:
 		s = observePod(task, o)
 	}
+	r.applyStartDeadline(task, obj, s)
 	if recordedPhase(obj) == s.phase && s.phase.Finished() {
 		// The outcome was recorded with its reason (which may say that the
 		// results did not parse); later status changes, such as the Job's
@@ -627,7 +644,8 @@ func (r *RunReconciler) release(ctx context.Context, s *taskState, ups map[strin
 // results when they were just read.
 func (r *RunReconciler) record(ctx context.Context, s *taskState) error {
 	obj := s.object()
-	if recordedPhase(obj) == s.phase && obj.GetAnnotations()[annotations.ReasonAnnotation] == s.reason && s.resultsJSON == "" {
+	if recordedPhase(obj) == s.phase && obj.GetAnnotations()[annotations.ReasonAnnotation] == s.reason && s.resultsJSON == "" &&
+		!blockedSinceChanged(obj, s.blockedSince) && !s.stop {
 		return nil
 	}
 	if s.early {
@@ -636,12 +654,22 @@ func (r *RunReconciler) record(ctx context.Context, s *taskState) error {
 	changed := recordedPhase(obj) != s.phase
 	err := r.patchTask(ctx, s, func(obj client.Object) {
 		setPhase(obj, s.phase, s.reason)
+		setBlockedSince(obj, s.blockedSince)
 		if s.resultsJSON != "" {
 			obj.GetAnnotations()[annotations.ResultsAnnotation] = s.resultsJSON
+		}
+		if s.stop {
+			stopSpec(obj, r.now())
 		}
 	})
 	if err != nil {
 		return fmt.Errorf("recording phase %s of %s: %w", s.phase, klog.KObj(obj), err)
+	}
+	if s.stop {
+		if err := r.failUnscheduled(ctx, s); err != nil {
+			return err
+		}
+		s.stop = false
 	}
 	obj = s.object()
 	s.resultsJSON = "" // recorded

@@ -38,6 +38,17 @@ type taskState struct {
 	// Job's status at that very moment, and a write of ours in between
 	// would make its update conflict and back off.
 	early bool
+
+	// blockedSince is when the released task's pod was first seen unable
+	// to start (zero while nothing blocks it); it is recorded with the
+	// reason that says why.
+	blockedSince time.Time
+	// deadline is when the blocked task fails its start deadline unless it
+	// starts first (zero: no deadline pending).
+	deadline time.Time
+	// stop is set on a task that failed its start deadline: recording its
+	// phase also stops its step, so that it cannot start later.
+	stop bool
 }
 
 func (s *taskState) object() client.Object {
@@ -100,7 +111,7 @@ func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *t
 func unfinishedPhase(obj client.Object, pods []*corev1.Pod, held bool) (annotations.Phase, string) {
 	recorded := recordedPhase(obj)
 	switch {
-	case decidedWithoutRunning(recorded, held):
+	case decidedWithoutRunning(recorded):
 		return recorded, obj.GetAnnotations()[annotations.ReasonAnnotation]
 	case held && !released(recorded):
 		return annotations.PhaseWaiting, ""
@@ -125,14 +136,13 @@ func runningReason(obj client.Object, recorded annotations.Phase) string {
 }
 
 // decidedWithoutRunning reports whether the controller already gave a task
-// that never started its final phase: Skipped, UpstreamFailed, or Failed
-// because its condition could not be evaluated (the task is still held).
-func decidedWithoutRunning(recorded annotations.Phase, held bool) bool {
+// whose object shows no outcome its final phase: Skipped, UpstreamFailed, or
+// Failed because its condition could not be evaluated (the task is still
+// held) or its pod did not start within the start deadline.
+func decidedWithoutRunning(recorded annotations.Phase) bool {
 	switch recorded {
-	case annotations.PhaseSkipped, annotations.PhaseUpstreamFailed:
+	case annotations.PhaseSkipped, annotations.PhaseUpstreamFailed, annotations.PhaseFailed:
 		return true
-	case annotations.PhaseFailed:
-		return held
 	}
 	return false
 }

@@ -119,6 +119,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"controller.artifactSize=big", "/controller/artifactSize"},
 		{"controller.concurrentRuns=0", "/controller/concurrentRuns"},
 		{"controller.taskEvents=some", "/controller/taskEvents"},
+		{"controller.startDeadline=ten minutes", "/controller/startDeadline"},
 		{"scheduler.name=Sluice Scheduler", "/scheduler/name"},
 		{"scheduler.enabled=yes", "/scheduler/enabled"},
 		{"image.webhook.pullPolicy=Sometimes", "/image/webhook/pullPolicy"},
@@ -303,7 +304,9 @@ func checkCAInjection(t *testing.T, o objects, kind string, meta metav1.ObjectMe
 var allowedVerbs = map[string][]string{
 	"batch/jobs":                    {"get", "list", "watch", "patch"},
 	"/pods":                         {"get", "list", "watch", "patch"},
+	"/pods/status":                  {"patch"},
 	"/persistentvolumeclaims":       {"get", "list", "watch", "create"},
+	"/nodes":                        {"get", "list", "watch"},
 	"storage.k8s.io/storageclasses": {"get", "list", "watch"},
 	"events.k8s.io/events":          {"create", "patch"},
 	"/events":                       {"create", "patch"},

@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
+	"sigs.k8s.io/yaml"
 
 	"github.com/sluice-dev/sluice/annotations"
 )
@@ -16,16 +16,9 @@ import (
 // SluiceGPUArgs configures the SluiceGPU plugin (pluginConfig args of a
 // KubeSchedulerConfiguration profile).
 type SluiceGPUArgs struct {
-	// AcceleratorLabels are the node labels that name a node's accelerator,
-	// tried in order. Default: nvidia.com/gpu.product,
-	// cloud.google.com/gke-accelerator.
-	AcceleratorLabels []string `json:"acceleratorLabels,omitempty"`
 	// GPUResourceName is the extended resource that counts GPUs.
 	// Default: nvidia.com/gpu.
 	GPUResourceName string `json:"gpuResourceName,omitempty"`
-	// LocalityWeight (0-100) weighs placing a step next to its run's
-	// upstream steps. 0, the default, turns locality off.
-	LocalityWeight int `json:"localityWeight,omitempty"`
 }
 
 var argsPath = field.NewPath("args")
@@ -37,7 +30,7 @@ func DecodeArgs(obj runtime.Object) (*SluiceGPUArgs, error) {
 	if obj != nil {
 		if typed, ok := obj.(*SluiceGPUArgs); ok {
 			args = typed.DeepCopy()
-		} else if err := frameworkruntime.DecodeInto(obj, args); err != nil {
+		} else if err := decodeStrict(obj, args); err != nil {
 			return nil, fmt.Errorf("decoding %s args: %w", Name, err)
 		}
 	}
@@ -48,11 +41,22 @@ func DecodeArgs(obj runtime.Object) (*SluiceGPUArgs, error) {
 	return args, nil
 }
 
+// decodeStrict decodes raw args, refusing fields the plugin does not know
+// (such as acceleratorLabels and localityWeight, which it no longer has)
+// instead of ignoring them.
+func decodeStrict(obj runtime.Object, into *SluiceGPUArgs) error {
+	raw, ok := obj.(*runtime.Unknown)
+	if !ok {
+		return fmt.Errorf("want args of type runtime.Unknown, got %T", obj)
+	}
+	if raw.Raw == nil {
+		return nil
+	}
+	return yaml.UnmarshalStrict(raw.Raw, into)
+}
+
 // SetDefaults fills in what args leaves unset.
 func SetDefaults(args *SluiceGPUArgs) {
-	if len(args.AcceleratorLabels) == 0 {
-		args.AcceleratorLabels = []string{annotations.GPUProductLabel, annotations.GKEAcceleratorLabel}
-	}
 	if args.GPUResourceName == "" {
 		args.GPUResourceName = annotations.GPUResource
 	}
@@ -61,16 +65,8 @@ func SetDefaults(args *SluiceGPUArgs) {
 // Validate checks defaulted args.
 func Validate(args *SluiceGPUArgs) field.ErrorList {
 	var errs field.ErrorList
-	for i, l := range args.AcceleratorLabels {
-		for _, msg := range validation.IsQualifiedName(l) {
-			errs = append(errs, field.Invalid(argsPath.Child("acceleratorLabels").Index(i), l, msg))
-		}
-	}
 	for _, msg := range validation.IsQualifiedName(args.GPUResourceName) {
 		errs = append(errs, field.Invalid(argsPath.Child("gpuResourceName"), args.GPUResourceName, msg))
-	}
-	if args.LocalityWeight < 0 || args.LocalityWeight > 100 {
-		errs = append(errs, field.Invalid(argsPath.Child("localityWeight"), args.LocalityWeight, "must be between 0 and 100"))
 	}
 	return errs
 }
@@ -78,7 +74,6 @@ func Validate(args *SluiceGPUArgs) field.ErrorList {
 // DeepCopy returns a copy of args.
 func (in *SluiceGPUArgs) DeepCopy() *SluiceGPUArgs {
 	out := *in
-	out.AcceleratorLabels = append([]string(nil), in.AcceleratorLabels...)
 	return &out
 }
 

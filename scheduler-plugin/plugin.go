@@ -1,16 +1,19 @@
 // Package plugin is SluiceGPU, a kube-scheduler framework plugin for sluice
-// pipelines: GPU steps go only to nodes with the accelerator they name and
-// enough free GPUs, and are bin-packed; CPU-only steps prefer nodes without
-// GPUs.
+// pipelines: GPU steps are bin-packed and CPU-only steps prefer nodes without
+// GPUs; a step whose accelerator no node offers is told so at once.
+//
+// Which nodes carry an accelerator is decided in one place: the webhook
+// writes the step's required node affinity (annotations.AcceleratorMatch),
+// and the in-tree NodeAffinity and NodeResourcesFit filters enforce it and
+// the GPU count, in this scheduler or any other. The plugin does not filter
+// nodes again.
 package plugin
 
 import (
 	"context"
-	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/sets"
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/sluice-dev/sluice/annotations"
@@ -30,7 +33,6 @@ type Plugin struct {
 
 var (
 	_ fwk.PreFilterPlugin   = &Plugin{}
-	_ fwk.FilterPlugin      = &Plugin{}
 	_ fwk.ScorePlugin       = &Plugin{}
 	_ fwk.ScoreExtensions   = &Plugin{}
 	_ fwk.EnqueueExtensions = &Plugin{}
@@ -52,42 +54,21 @@ func (p *Plugin) Name() string { return Name }
 type podRequest struct {
 	// gpus is the number of GPUs the pod requests; 0 for a CPU-only pod.
 	gpus int64
-	// accelerator is what the pod names, for messages ("" for any GPU).
-	accelerator string
-	// accepted are the accelerator label values that satisfy the pod;
-	// empty means any GPU node.
-	accepted sets.Set[string]
+	// accelerator is what the pod names by sluice.dev/accelerator (the
+	// webhook copies it onto a Job's pods); nil for any GPU.
+	accelerator *annotations.AcceleratorMatch
 }
 
 // Clone implements fwk.StateData; podRequest is never changed once made.
 func (r *podRequest) Clone() fwk.StateData { return r }
 
 // request reads what pod asks for: its GPU limits (or requests), and the
-// accelerator it names by the sluice.dev/accelerator annotation or, since
-// the webhook annotates the Job and not its pod template, by required node
-// affinity on the accelerator labels.
+// accelerator it names.
 func (p *Plugin) request(pod *corev1.Pod) *podRequest {
 	r := &podRequest{gpus: podGPUs(pod, p.args.gpuResource())}
-	if r.gpus == 0 {
-		return r
-	}
-	if acc := pod.Annotations[annotations.AcceleratorAnnotation]; acc != "" {
-		r.accelerator = acc
-		r.accepted = sets.New(acc).Insert(annotations.AcceleratorProducts(acc)...)
-		return r
-	}
-	values := affinityValues(pod, sets.New(p.args.AcceleratorLabels...))
-	if len(values) == 0 {
-		return r
-	}
-	r.accepted = sets.New[string]()
-	for _, v := range values {
-		r.accepted.Insert(v)
-		r.accepted.Insert(annotations.AcceleratorProducts(v)...)
-	}
-	r.accelerator = values[0]
-	if len(values) > 1 {
-		r.accelerator = fmt.Sprintf("%s (or %d more)", values[0], len(values)-1)
+	if acc := pod.Annotations[annotations.AcceleratorAnnotation]; r.gpus > 0 && acc != "" {
+		m := annotations.MatchAccelerator(acc)
+		r.accelerator = &m
 	}
 	return r
 }
@@ -115,31 +96,6 @@ func podGPUs(pod *corev1.Pod, name corev1.ResourceName) int64 {
 	return max(sum, initMax, 0)
 }
 
-// affinityValues returns the values that the pod's required node affinity
-// accepts for any of the accelerator labels (operator In), in order.
-func affinityValues(pod *corev1.Pod, labels sets.Set[string]) []string {
-	a := pod.Spec.Affinity
-	if a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
-		return nil
-	}
-	var values []string
-	seen := sets.New[string]()
-	for _, term := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
-		for _, req := range term.MatchExpressions {
-			if req.Operator != corev1.NodeSelectorOpIn || !labels.Has(req.Key) {
-				continue
-			}
-			for _, v := range req.Values {
-				if !seen.Has(v) {
-					seen.Insert(v)
-					values = append(values, v)
-				}
-			}
-		}
-	}
-	return values
-}
-
 // nodeGPUs returns the node's allocatable GPUs and how many of them are
 // free. A node without the resource has none.
 func (p *Plugin) nodeGPUs(nodeInfo fwk.NodeInfo) (allocatable, free int64) {
@@ -151,20 +107,6 @@ func (p *Plugin) nodeGPUs(nodeInfo fwk.NodeInfo) (allocatable, free int64) {
 		used = req.GetScalarResources()[p.args.gpuResource()]
 	}
 	return allocatable, max(allocatable-used, 0)
-}
-
-// hasAccelerator reports whether one of the node's accelerator labels holds
-// an accepted value.
-func (p *Plugin) hasAccelerator(node *corev1.Node, accepted sets.Set[string]) bool {
-	if node == nil {
-		return false
-	}
-	for _, l := range p.args.AcceleratorLabels {
-		if v, ok := node.Labels[l]; ok && accepted.Has(v) {
-			return true
-		}
-	}
-	return false
 }
 
 // state returns the pod's request PreFilter stored, or works it out.

@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -56,92 +58,76 @@ func newPlugin(t *testing.T, args runtime.Object) *Plugin {
 	return p.(*Plugin)
 }
 
-func TestFilter(t *testing.T) {
-	t4 := gpuNode("t4", "Tesla-T4", "4").Obj()
-	a100 := gpuNode("a100", "NVIDIA-A100-SXM4-40GB", "8").Obj()
-	gke := st.MakeNode().Name("gke").Label(annotations.GKEAcceleratorLabel, "nvidia-tesla-t4").
-		Capacity(map[corev1.ResourceName]string{gpu: "2"}).Obj()
-	cpu := cpuNode("cpu").Obj()
-	bare := &corev1.Node{} // no labels, no capacity
+func TestPreFilter(t *testing.T) {
+	t4 := nodeInfo(gpuNode("t4", "Tesla-T4", "4").Obj())
+	a100 := nodeInfo(gpuNode("a100", "NVIDIA-A100-SXM4-40GB", "8").Obj())
+	gke := nodeInfo(st.MakeNode().Name("gke").Label(annotations.GKEAcceleratorLabel, "nvidia-l4").
+		Capacity(map[corev1.ResourceName]string{gpu: "2"}).Obj())
+	cpu := nodeInfo(cpuNode("cpu").Obj())
+	bare := nodeInfo(&corev1.Node{}) // no labels, no capacity
+	named := func(accelerator string) *corev1.Pod {
+		return gpuPod("p", "1").Annotation(annotations.AcceleratorAnnotation, accelerator).Obj()
+	}
 	cases := map[string]struct {
-		pod  *corev1.Pod
-		node fwk.NodeInfo
-		want *fwk.Status
+		pod   *corev1.Pod
+		nodes []fwk.NodeInfo
+		want  *fwk.Status
 	}{
-		"cpu pod fits a gpu node": {
-			pod: cpuPod("p").Obj(), node: nodeInfo(t4),
+		"cpu pod":                       {pod: cpuPod("p").Obj(), nodes: []fwk.NodeInfo{cpu}},
+		"gpu pod naming no accelerator": {pod: gpuPod("p", "2").Obj(), nodes: []fwk.NodeInfo{cpu}},
+		"gke name, product label":       {pod: named("nvidia-tesla-t4"), nodes: []fwk.NodeInfo{cpu, a100, t4}},
+		"product name":                  {pod: named("Tesla-T4"), nodes: []fwk.NodeInfo{t4}},
+		"kubeflow name":                 {pod: named("NVIDIA_TESLA_A100"), nodes: []fwk.NodeInfo{a100}},
+		"short form, any case":          {pod: named("T4"), nodes: []fwk.NodeInfo{t4}},
+		"short form of a family":        {pod: named("a100"), nodes: []fwk.NodeInfo{a100}},
+		"gke label only":                {pod: named("l4"), nodes: []fwk.NodeInfo{gke}},
+		"no node offers it": {
+			pod: named("nvidia-h100-80gb"), nodes: []fwk.NodeInfo{cpu, t4, a100, gke},
+			want: fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoNodeOffers("nvidia-h100-80gb", []string{"NVIDIA-A100-SXM4-40GB", "Tesla-T4", "nvidia-l4"})),
 		},
-		"gpu pod without accelerator fits any gpu node": {
-			pod: gpuPod("p", "2").Obj(), node: nodeInfo(a100),
+		"an unknown name is matched as written": {
+			pod: named("tesla-t4x"), nodes: []fwk.NodeInfo{t4},
+			want: fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoNodeOffers("tesla-t4x", []string{"Tesla-T4"})),
 		},
-		"gpu pod without accelerator does not fit a cpu node": {
-			pod: gpuPod("p", "1").Obj(), node: nodeInfo(cpu),
-			want: fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoGPUs),
+		"no accelerator labels at all": {
+			pod: named("t4"), nodes: []fwk.NodeInfo{cpu, bare},
+			want: fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoNodeOffers("t4", nil)),
 		},
-		"annotation names the node's accelerator": {
-			pod: gpuPod("p", "1").Annotation(annotations.AcceleratorAnnotation, "nvidia-tesla-t4").Obj(), node: nodeInfo(t4),
-		},
-		"annotation names another accelerator": {
-			pod: gpuPod("p", "1").Annotation(annotations.AcceleratorAnnotation, "nvidia-tesla-t4").Obj(), node: nodeInfo(a100),
-			want: fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoAccelerator("nvidia-tesla-t4")),
-		},
-		"annotation matches the gke label": {
-			pod: gpuPod("p", "1").Annotation(annotations.AcceleratorAnnotation, "nvidia-tesla-t4").Obj(), node: nodeInfo(gke),
-		},
-		"product name in the annotation": {
-			pod: gpuPod("p", "1").Annotation(annotations.AcceleratorAnnotation, "Tesla-T4").Obj(), node: nodeInfo(t4),
-		},
-		"affinity on the product label": {
-			pod:  gpuPod("p", "1").NodeAffinityIn(annotations.GPUProductLabel, []string{"Tesla-T4"}, st.NodeSelectorTypeMatchExpressions).Obj(),
-			node: nodeInfo(a100),
-			want: fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoAccelerator("Tesla-T4")),
-		},
-		"affinity on the gke label matches the product label": {
-			pod:  gpuPod("p", "1").NodeAffinityIn(annotations.GKEAcceleratorLabel, []string{"nvidia-tesla-t4"}, st.NodeSelectorTypeMatchExpressions).Obj(),
-			node: nodeInfo(t4),
-		},
-		"affinity on another label is not an accelerator": {
-			pod:  gpuPod("p", "1").NodeAffinityIn("zone", []string{"a"}, st.NodeSelectorTypeMatchExpressions).Obj(),
-			node: nodeInfo(a100),
-		},
-		"enough free gpus": {
-			pod: gpuPod("p", "2").Obj(), node: nodeInfo(t4, gpuPod("a", "2").Node("t4").Obj()),
-		},
-		"too few free gpus": {
-			pod: gpuPod("p", "2").Obj(), node: nodeInfo(t4, gpuPod("a", "3").Node("t4").Obj()),
-			want: fwk.NewStatus(fwk.Unschedulable, ReasonTooFewGPUs),
-		},
-		"more gpus than the node has": {
-			pod: gpuPod("p", "16").Obj(), node: nodeInfo(a100),
-			want: fwk.NewStatus(fwk.Unschedulable, ReasonTooFewGPUs),
-		},
-		"node without labels or capacity": {
-			pod: gpuPod("p", "1").Annotation(annotations.AcceleratorAnnotation, "nvidia-l4").Obj(), node: nodeInfo(bare),
-			want: fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoAccelerator("nvidia-l4")),
-		},
-		"gpus in an init container": {
+		"gpus in an init container count": {
 			pod: func() *corev1.Pod {
-				p := cpuPod("p").Obj()
+				p := cpuPod("p").Annotation(annotations.AcceleratorAnnotation, "h100").Obj()
 				p.Spec.InitContainers = []corev1.Container{{Name: "init", Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{gpu: resource.MustParse("1")}}}}
 				return p
 			}(),
-			node: nodeInfo(cpu),
-			want: fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoGPUs),
+			nodes: []fwk.NodeInfo{t4},
+			want:  fwk.NewStatus(fwk.UnschedulableAndUnresolvable, ReasonNoNodeOffers("h100", []string{"Tesla-T4"})),
+		},
+		"a cpu pod's annotation is ignored": {
+			pod: cpuPod("p").Annotation(annotations.AcceleratorAnnotation, "t4").Obj(), nodes: []fwk.NodeInfo{cpu},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			p := newPlugin(t, nil)
-			cs := framework.NewCycleState()
-			_, pre := p.PreFilter(context.Background(), cs, tc.pod, nil)
-			got := p.Filter(context.Background(), cs, tc.pod, tc.node)
-			if pre.IsSkip() && got != nil {
-				t.Errorf("PreFilter skipped Filter, but Filter says %v", got)
-			}
+			_, got := newPlugin(t, nil).PreFilter(context.Background(), framework.NewCycleState(), tc.pod, tc.nodes)
 			if !tc.want.Equal(got) {
-				t.Errorf("Filter = %v, want %v", got, tc.want)
+				t.Errorf("PreFilter = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestReasonNoNodeOffers(t *testing.T) {
+	got := ReasonNoNodeOffers("h100", []string{"Tesla-T4", "NVIDIA-L4", "Tesla-T4"})
+	want := "no node offers accelerator h100; the nodes offer NVIDIA-L4, Tesla-T4 (SluiceGPU)"
+	if got != want {
+		t.Errorf("ReasonNoNodeOffers = %q, want %q", got, want)
+	}
+	var many []string
+	for i := range 25 {
+		many = append(many, fmt.Sprintf("gpu-%02d", i))
+	}
+	if got := ReasonNoNodeOffers("h100", many); !strings.Contains(got, "gpu-19 and 5 more") || strings.Contains(got, "gpu-20") {
+		t.Errorf("ReasonNoNodeOffers of 25 = %q, want 20 named and 5 more", got)
 	}
 }
 
@@ -216,29 +202,31 @@ func TestScore(t *testing.T) {
 }
 
 func TestArgs(t *testing.T) {
+	defaults := &SluiceGPUArgs{GPUResourceName: annotations.GPUResource}
 	cases := map[string]struct {
 		raw     string
 		want    *SluiceGPUArgs
-		wantErr bool
+		wantErr string
 	}{
-		"defaults": {
-			raw:  `{}`,
-			want: &SluiceGPUArgs{AcceleratorLabels: []string{annotations.GPUProductLabel, annotations.GKEAcceleratorLabel}, GPUResourceName: annotations.GPUResource},
-		},
-		"set": {
-			raw:  `{"acceleratorLabels":["example.com/gpu"],"gpuResourceName":"amd.com/gpu","localityWeight":5}`,
-			want: &SluiceGPUArgs{AcceleratorLabels: []string{"example.com/gpu"}, GPUResourceName: "amd.com/gpu", LocalityWeight: 5},
-		},
-		"bad label":        {raw: `{"acceleratorLabels":["not a label"]}`, wantErr: true},
-		"bad weight":       {raw: `{"localityWeight":101}`, wantErr: true},
-		"explicit default": {raw: `{"gpuResourceName":"nvidia.com/gpu"}`, want: &SluiceGPUArgs{AcceleratorLabels: []string{annotations.GPUProductLabel, annotations.GKEAcceleratorLabel}, GPUResourceName: annotations.GPUResource}},
-		"not json":         {raw: `[`, wantErr: true},
+		"defaults":         {raw: `{}`, want: defaults},
+		"set":              {raw: `{"gpuResourceName":"amd.com/gpu"}`, want: &SluiceGPUArgs{GPUResourceName: "amd.com/gpu"}},
+		"explicit default": {raw: `{"gpuResourceName":"nvidia.com/gpu"}`, want: defaults},
+		"yaml":             {raw: "gpuResourceName: amd.com/gpu\n", want: &SluiceGPUArgs{GPUResourceName: "amd.com/gpu"}},
+		"bad resource":     {raw: `{"gpuResourceName":"not a name"}`, wantErr: "args.gpuResourceName"},
+		"removed field":    {raw: `{"acceleratorLabels":["nvidia.com/gpu.product"]}`, wantErr: `unknown field "acceleratorLabels"`},
+		"not json":         {raw: `[`, wantErr: "decoding SluiceGPU args"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			got, err := DecodeArgs(&runtime.Unknown{Raw: []byte(tc.raw), ContentType: runtime.ContentTypeJSON})
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("DecodeArgs error = %v, wantErr %v", err, tc.wantErr)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("DecodeArgs error = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("args (-want,+got):\n%s", diff)
@@ -253,21 +241,18 @@ func TestQueueingHints(t *testing.T) {
 	cases := map[string]struct {
 		pod      *corev1.Pod
 		old, new interface{}
-		hint     func(klog.Logger, *corev1.Pod, interface{}, interface{}) (fwk.QueueingHint, error)
 		want     fwk.QueueingHint
 	}{
-		"t4 node added":            {pod: t4Pod, new: gpuNode("n", "Tesla-T4", "4").Obj(), hint: p.isSchedulableAfterNodeChange, want: fwk.Queue},
-		"a100 node added":          {pod: t4Pod, new: gpuNode("n", "NVIDIA-A100-SXM4-40GB", "8").Obj(), hint: p.isSchedulableAfterNodeChange, want: fwk.QueueSkip},
-		"t4 node too small":        {pod: t4Pod, new: gpuNode("n", "Tesla-T4", "1").Obj(), hint: p.isSchedulableAfterNodeChange, want: fwk.QueueSkip},
-		"cpu node added":           {pod: gpuPod("p", "1").Obj(), new: cpuNode("n").Obj(), hint: p.isSchedulableAfterNodeChange, want: fwk.QueueSkip},
-		"gpu pod deleted":          {pod: t4Pod, old: gpuPod("a", "1").Node("n").Obj(), hint: p.isSchedulableAfterPodDeleted, want: fwk.Queue},
-		"cpu pod deleted":          {pod: t4Pod, old: cpuPod("a").Node("n").Obj(), hint: p.isSchedulableAfterPodDeleted, want: fwk.QueueSkip},
-		"unscheduled pod deleted":  {pod: t4Pod, old: gpuPod("a", "1").Obj(), hint: p.isSchedulableAfterPodDeleted, want: fwk.QueueSkip},
-		"cpu pod waits on no node": {pod: cpuPod("p").Obj(), new: gpuNode("n", "Tesla-T4", "4").Obj(), hint: p.isSchedulableAfterNodeChange, want: fwk.QueueSkip},
+		"t4 node added":             {pod: t4Pod, new: gpuNode("n", "Tesla-T4", "4").Obj(), want: fwk.Queue},
+		"node relabelled to t4":     {pod: t4Pod, old: gpuNode("n", "", "4").Obj(), new: gpuNode("n", "Tesla-T4", "4").Obj(), want: fwk.Queue},
+		"a100 node added":           {pod: t4Pod, new: gpuNode("n", "NVIDIA-A100-SXM4-40GB", "8").Obj(), want: fwk.QueueSkip},
+		"cpu node added":            {pod: t4Pod, new: cpuNode("n").Obj(), want: fwk.QueueSkip},
+		"any-gpu pod is never ours": {pod: gpuPod("p", "1").Obj(), new: gpuNode("n", "Tesla-T4", "4").Obj(), want: fwk.QueueSkip},
+		"cpu pod waits on no node":  {pod: cpuPod("p").Obj(), new: gpuNode("n", "Tesla-T4", "4").Obj(), want: fwk.QueueSkip},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			got, err := tc.hint(klog.Background(), tc.pod, tc.old, tc.new)
+			got, err := p.isSchedulableAfterNodeChange(klog.Background(), tc.pod, tc.old, tc.new)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -277,7 +262,7 @@ func TestQueueingHints(t *testing.T) {
 		})
 	}
 	events, err := p.EventsToRegister(context.Background())
-	if err != nil || len(events) != 2 {
-		t.Errorf("EventsToRegister = %v, %v; want two events", events, err)
+	if err != nil || len(events) != 1 {
+		t.Errorf("EventsToRegister = %v, %v; want one event", events, err)
 	}
 }

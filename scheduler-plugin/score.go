@@ -18,8 +18,8 @@ func (p *Plugin) Score(ctx context.Context, cs fwk.CycleState, pod *corev1.Pod, 
 	case r.gpus == 0 && allocatable == 0:
 		score = fwk.MaxNodeScore
 	case r.gpus == 0, free < r.gpus:
-		// Filter keeps GPU pods off nodes without room; score them last
-		// should a profile enable Score alone.
+		// NodeResourcesFit keeps GPU pods off nodes without room; score
+		// them last should a profile disable it.
 		score = fwk.MinNodeScore
 	default:
 		// NormalizeScore stretches these to the full range.

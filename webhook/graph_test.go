@@ -141,15 +141,7 @@ func TestControllerOwnedKeys(t *testing.T) {
 			} else {
 				_, err = w.ValidateUpdate(tc.ctx, tc.old, tc.new)
 			}
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("got %v, want nil", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("got %v, want it to contain %q", err, tc.wantErr)
-			}
+			wantError(t, err, tc.wantErr)
 		})
 	}
 }

@@ -30,9 +30,10 @@ func (w *JobWebhook) ValidateCreate(ctx context.Context, job *batchv1.Job) (admi
 	return w.validateCreate(ctx, jobStep(job))
 }
 
-// ValidateUpdate rejects changes to the keys that place a Job in its graph.
+// ValidateUpdate rejects changes to the keys that place a Job in its graph,
+// and its release by anyone but the controller.
 func (w *JobWebhook) ValidateUpdate(ctx context.Context, old, job *batchv1.Job) (admission.Warnings, error) {
-	return w.validateUpdate(ctx, jobKind, old, job)
+	return w.validateUpdate(ctx, jobStep(old), jobStep(job))
 }
 
 // ValidateDelete allows every deletion: the controller handles the downstream.

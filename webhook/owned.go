@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"fmt"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -32,4 +33,44 @@ func (v *validator) validateOwnedKeys(ctx context.Context, oldLabels, oldAnnots,
 	check(labelsPath, annotations.ControllerLabels, oldLabels, labels)
 	check(annotationsPath, annotations.ControllerAnnotations, oldAnnots, annots)
 	return errs
+}
+
+// validateRelease refuses an update that releases a step sluice holds (a
+// Job unsuspended, a Pod's sluice.dev/upstream gate removed) by anyone but
+// the controller: another queueing controller (Kueue, say) or a user would
+// start the step before its upstream tasks allow it. A Job sluice released
+// is held no longer: others may suspend and resume it as they like.
+func (v *validator) validateRelease(ctx context.Context, old, cur step) field.ErrorList {
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil || req.UserInfo.Username == v.controllerUser || !annotations.IsSluiceObject(old.obj) {
+		return nil
+	}
+	if !old.held() || cur.held() || !heldBySluice(old) {
+		return nil
+	}
+	task := annotations.TaskOf(old.obj)
+	phase := annotations.Phase(old.obj.GetLabels()[annotations.PhaseLabel])
+	why := fmt.Sprintf("sluice holds task %q until its upstream tasks allow it to run", task)
+	if phase.Finished() {
+		why = fmt.Sprintf("task %q is %s and will not run", task, phase)
+	}
+	if reason := old.obj.GetAnnotations()[annotations.ReasonAnnotation]; reason != "" {
+		why += " (" + reason + ")"
+	}
+	return field.ErrorList{field.Forbidden(cur.holdPath,
+		why+"; only the sluice controller releases it (user "+req.UserInfo.Username+" may not)")}
+}
+
+// heldBySluice reports whether a held step is held by sluice: a bare Pod's
+// gate is sluice's own; a Job is, while its task was never released
+// (Waiting, or Skipped or UpstreamFailed without running).
+func heldBySluice(s step) bool {
+	if s.kind == podKind {
+		return true
+	}
+	switch annotations.Phase(s.obj.GetLabels()[annotations.PhaseLabel]) {
+	case annotations.PhaseWaiting, annotations.PhaseSkipped, annotations.PhaseUpstreamFailed:
+		return true
+	}
+	return false
 }

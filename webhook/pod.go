@@ -40,12 +40,13 @@ func (w *PodWebhook) ValidateCreate(ctx context.Context, pod *corev1.Pod) (admis
 	return w.validateCreate(ctx, podStep(pod))
 }
 
-// ValidateUpdate rejects changes to the keys that place a Pod in its graph.
+// ValidateUpdate rejects changes to the keys that place a Pod in its graph,
+// and its release by anyone but the controller.
 func (w *PodWebhook) ValidateUpdate(ctx context.Context, old, pod *corev1.Pod) (admission.Warnings, error) {
 	if annotations.ControlledByJob(pod) {
 		return nil, nil
 	}
-	return w.validateUpdate(ctx, podKind, old, pod)
+	return w.validateUpdate(ctx, podStep(old), podStep(pod))
 }
 
 // ValidateDelete allows every deletion: the controller handles the downstream.

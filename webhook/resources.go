@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/sluice-dev/sluice/annotations"
@@ -90,22 +91,13 @@ func injectResources(spec *corev1.PodSpec, res annotations.Resources) *field.Err
 		if spec.Affinity.NodeAffinity == nil {
 			spec.Affinity.NodeAffinity = &corev1.NodeAffinity{}
 		}
-		spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = acceleratorSelector(res.Accelerator)
+		spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = annotations.MatchAccelerator(res.Accelerator).NodeSelector()
 	}
 	return nil
 }
 
 func hasRequiredNodeAffinity(spec *corev1.PodSpec) bool {
 	return spec.Affinity != nil && spec.Affinity.NodeAffinity != nil && spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil
-}
-
-// acceleratorSelector matches nodes labelled with the accelerator by GPU
-// feature discovery or by GKE (terms are ORed).
-func acceleratorSelector(accelerator string) *corev1.NodeSelector {
-	return &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{
-		{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: annotations.GPUProductLabel, Operator: corev1.NodeSelectorOpIn, Values: annotations.AcceleratorProducts(accelerator)}}},
-		{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: annotations.GKEAcceleratorLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{accelerator}}}},
-	}}
 }
 
 // resourceWarnings says where the spec's own values win over annotations.
@@ -135,12 +127,25 @@ func resourceWarnings(spec *corev1.PodSpec, res annotations.Resources) []string 
 	check(annotations.MemoryAnnotation, corev1.ResourceMemory, res.Memory)
 	if res.Accelerator != "" && hasRequiredNodeAffinity(spec) {
 		sel := spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
-		if !equality.Semantic.DeepEqual(sel, acceleratorSelector(res.Accelerator)) {
+		if !equality.Semantic.DeepEqual(sel, annotations.MatchAccelerator(res.Accelerator).NodeSelector()) {
 			warnings = append(warnings, fmt.Sprintf("%s=%s adds no node affinity: the pod sets required node affinity of its own; make sure it selects %s nodes",
 				annotations.AcceleratorAnnotation, res.Accelerator, res.Accelerator))
 		}
 	}
 	return warnings
+}
+
+// setAccelerator copies the step's accelerator onto the metadata of the pod
+// it runs (a Job's pod template), so that the scheduler can name it when no
+// node offers it.
+func setAccelerator(meta *metav1.ObjectMeta, res annotations.Resources) {
+	if res.Accelerator == "" {
+		return
+	}
+	if meta.Annotations == nil {
+		meta.Annotations = map[string]string{}
+	}
+	meta.Annotations[annotations.AcceleratorAnnotation] = res.Accelerator
 }
 
 // mutateStep applies everything the webhook injects into a step's pod spec.

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -24,6 +26,9 @@ func TestGPUInjection(t *testing.T) {
 		wantSched    string
 		wantWarnings []string
 		wantErr      string
+		// nodes are the cluster's nodes' labels (nil: the validator is not
+		// told about nodes).
+		nodes []map[string]string
 	}{
 		"gpu and accelerator": {
 			job:        utiltesting.MakeJob("train", "ml").Annotation(annotations.GPUAnnotation, "2").Annotation(annotations.AcceleratorAnnotation, "nvidia-tesla-t4"),
@@ -35,6 +40,32 @@ func TestGPUInjection(t *testing.T) {
 				{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "cloud.google.com/gke-accelerator", Operator: corev1.NodeSelectorOpIn, Values: []string{"nvidia-tesla-t4"}}}},
 			}},
 			wantSched: "sluice-scheduler",
+			nodes:     []map[string]string{{annotations.GPUProductLabel: "Tesla-T4"}},
+		},
+		"the Kubeflow SDK's name; no node offers it": {
+			job:        utiltesting.MakeJob("train", "ml").Annotation(annotations.AcceleratorAnnotation, "NVIDIA_TESLA_A100"),
+			wantLimits: corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("1")},
+			wantTol:    []corev1.Toleration{gpuToleration},
+			wantAffinity: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{
+				{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "nvidia.com/gpu.product", Operator: corev1.NodeSelectorOpIn, Values: []string{"NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"}}}},
+				{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "cloud.google.com/gke-accelerator", Operator: corev1.NodeSelectorOpIn, Values: []string{"nvidia-tesla-a100"}}}},
+			}},
+			nodes: []map[string]string{
+				{annotations.GPUProductLabel: "Tesla-T4", annotations.GKEAcceleratorLabel: "nvidia-tesla-t4"},
+				{annotations.GPUProductLabel: "Tesla-T4"},
+				{"kubernetes.io/os": "linux"},
+			},
+			wantWarnings: []string{"sluice.dev/accelerator=NVIDIA_TESLA_A100: no node offers accelerator NVIDIA_TESLA_A100; the nodes offer Tesla-T4, nvidia-tesla-t4; the step cannot start until a node that offers it joins"},
+		},
+		"a short form matches a node by its GKE label": {
+			job:        utiltesting.MakeJob("train", "ml").Annotation(annotations.AcceleratorAnnotation, "L4"),
+			wantLimits: corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("1")},
+			wantTol:    []corev1.Toleration{gpuToleration},
+			wantAffinity: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{
+				{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "nvidia.com/gpu.product", Operator: corev1.NodeSelectorOpIn, Values: []string{"NVIDIA-L4"}}}},
+				{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "cloud.google.com/gke-accelerator", Operator: corev1.NodeSelectorOpIn, Values: []string{"nvidia-l4"}}}},
+			}},
+			nodes: []map[string]string{{annotations.GKEAcceleratorLabel: "nvidia-l4"}},
 		},
 		"cpu and memory become requests=limits; a CPU step gets the sluice scheduler too": {
 			job:          utiltesting.MakeJob("prep", "ml").Annotation(annotations.CPUAnnotation, "2").Annotation(annotations.MemoryAnnotation, "4Gi"),
@@ -96,7 +127,16 @@ func TestGPUInjection(t *testing.T) {
 			if spec.SchedulerName != tc.wantSched {
 				t.Errorf("schedulerName = %q, want %q", spec.SchedulerName, tc.wantSched)
 			}
-			warnings, err := (&JobWebhook{}).ValidateCreate(create, job)
+			if acc := job.Annotations[annotations.AcceleratorAnnotation]; acc != "" {
+				if got := job.Spec.Template.Annotations[annotations.AcceleratorAnnotation]; got != strings.TrimSpace(acc) {
+					t.Errorf("pod template %s = %q, want %q", annotations.AcceleratorAnnotation, got, acc)
+				}
+			}
+			v := validator{}
+			if tc.nodes != nil {
+				v.nodes = func(context.Context) ([]map[string]string, error) { return tc.nodes, nil }
+			}
+			warnings, err := (&JobWebhook{validator: v}).ValidateCreate(create, job)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,5 +151,19 @@ func TestGPUInjection(t *testing.T) {
 				t.Errorf("second Default() changed the job (-first,+second):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestAcceleratorWarningWithoutNodes(t *testing.T) {
+	v := validator{nodes: func(context.Context) ([]map[string]string, error) {
+		return nil, errors.New("the node cache has not synced yet")
+	}}
+	if got := v.acceleratorWarnings(context.Background(), annotations.Resources{Accelerator: "h100"}); got != nil {
+		t.Errorf("warnings while nodes are unknown = %q, want none", got)
+	}
+	v.nodes = func(context.Context) ([]map[string]string, error) { return nil, nil }
+	want := []string{"sluice.dev/accelerator=h100: no node offers accelerator h100: no node is labelled nvidia.com/gpu.product or cloud.google.com/gke-accelerator; the step cannot start until a node that offers it joins"}
+	if diff := cmp.Diff(want, v.acceleratorWarnings(context.Background(), annotations.Resources{Accelerator: "h100"})); diff != "" {
+		t.Errorf("warnings in a cluster without GPU nodes (-want,+got):\n%s", diff)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -28,7 +29,13 @@ type Options struct {
 	// Tasks is the task index the graph checks run against, fed by the
 	// manager's informers (index.Runs.Feed).
 	Tasks *index.Runs
+	// Nodes lists the labels of the cluster's nodes, to warn about an
+	// accelerator that no node offers (nil: no warning).
+	Nodes NodeLabels
 }
+
+// NodeLabels returns the labels of every node of the cluster.
+type NodeLabels func(ctx context.Context) ([]map[string]string, error)
 
 // SetupWebhooks registers the Job and Pod webhooks with the manager, at
 // controller-runtime's default paths (/mutate-batch-v1-job, /mutate--v1-pod,
@@ -38,6 +45,13 @@ func SetupWebhooks(mgr ctrl.Manager, opts Options) error {
 		return errors.New("setting up the webhooks: no task index")
 	}
 	exists := existsIn(mgr.GetAPIReader())
+	if opts.Nodes == nil {
+		nodes, err := nodeLabelsFrom(mgr.GetCache())
+		if err != nil {
+			return fmt.Errorf("setting up the webhooks: %w", err)
+		}
+		opts.Nodes = nodes
+	}
 	job := NewJobWebhook(opts, exists)
 	if err := ctrl.NewWebhookManagedBy(mgr, &batchv1.Job{}).WithValidator(job).Complete(); err != nil {
 		return fmt.Errorf("setting up the job webhook: %w", err)
@@ -81,7 +95,7 @@ func NewPodWebhook(opts Options, exists index.Exists) *PodWebhook {
 func newMutator(opts Options) mutator { return mutator{schedulerName: opts.SchedulerName} }
 
 func newValidator(opts Options, exists index.Exists) validator {
-	return validator{tasks: opts.Tasks, exists: exists, controllerUser: opts.ControllerUsername}
+	return validator{tasks: opts.Tasks, exists: exists, controllerUser: opts.ControllerUsername, nodes: opts.Nodes}
 }
 
 // existsIn asks the API server, not a cache, for the object's metadata.
@@ -102,4 +116,31 @@ func existsIn(reader client.Reader) index.Exists {
 		}
 		return true, nil
 	}
+}
+
+// nodeLabelsFrom lists nodes' labels from the manager's cache, through an
+// informer on node metadata registered now, so that admission never waits
+// for it: until it has synced, there is no answer.
+func nodeLabelsFrom(c cache.Cache) (NodeLabels, error) {
+	node := &metav1.PartialObjectMetadata{}
+	node.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
+	informer, err := c.GetInformer(context.Background(), node, cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("watching nodes: %w", err)
+	}
+	return func(ctx context.Context) ([]map[string]string, error) {
+		if !informer.HasSynced() {
+			return nil, errors.New("the node cache has not synced yet")
+		}
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NodeList"))
+		if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, fmt.Errorf("listing nodes: %w", err)
+		}
+		labels := make([]map[string]string, len(list.Items))
+		for i := range list.Items {
+			labels[i] = list.Items[i].Labels
+		}
+		return labels, nil
+	}, nil
 }

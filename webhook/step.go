@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -33,14 +34,20 @@ type step struct {
 	obj   metav1.Object
 	spec  *corev1.PodSpec
 	metas []*metav1.ObjectMeta
-	hold  func()
+	// hold holds the step; held reports whether it is held, by the field
+	// at holdPath.
+	hold     func()
+	held     func() bool
+	holdPath *field.Path
 }
 
 func jobStep(job *batchv1.Job) step {
 	return step{
 		kind: jobKind, obj: job, spec: &job.Spec.Template.Spec,
-		metas: []*metav1.ObjectMeta{&job.ObjectMeta, &job.Spec.Template.ObjectMeta},
-		hold:  func() { job.Spec.Suspend = ptr.To(true) },
+		metas:    []*metav1.ObjectMeta{&job.ObjectMeta, &job.Spec.Template.ObjectMeta},
+		hold:     func() { job.Spec.Suspend = ptr.To(true) },
+		held:     func() bool { return ptr.Deref(job.Spec.Suspend, false) },
+		holdPath: field.NewPath("spec", "suspend"),
 	}
 }
 
@@ -49,8 +56,10 @@ func jobStep(job *batchv1.Job) step {
 func podStep(pod *corev1.Pod) step {
 	return step{
 		kind: podKind, obj: pod, spec: &pod.Spec,
-		metas: []*metav1.ObjectMeta{&pod.ObjectMeta},
-		hold:  func() { annotations.AddGate(&pod.Spec) },
+		metas:    []*metav1.ObjectMeta{&pod.ObjectMeta},
+		hold:     func() { annotations.AddGate(&pod.Spec) },
+		held:     func() bool { return annotations.HasGate(&pod.Spec) },
+		holdPath: field.NewPath("spec", "schedulingGates"),
 	}
 }
 
@@ -78,6 +87,7 @@ func (m mutator) mutate(ctx context.Context, s step) error {
 	ctrl.LoggerFrom(ctx).V(4).Info("Mutating step", "kind", s.kind.Kind, "task", task.Name, "run", task.Run)
 	for _, meta := range s.metas {
 		setTaskLabels(meta, task)
+		setAccelerator(meta, res)
 	}
 	// The task starts in its first phase, so that the controller has
 	// nothing to write until it releases or finishes it.

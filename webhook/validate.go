@@ -7,8 +7,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sluice-dev/sluice/annotations"
@@ -30,6 +30,8 @@ type validator struct {
 	// controllerUser is the controller's username: the only one that may
 	// write the controller-owned keys.
 	controllerUser string
+	// nodes lists the nodes' labels for acceleratorWarnings; nil: none.
+	nodes NodeLabels
 }
 
 // validateCreate rejects a sluice object whose keys do not parse (the
@@ -67,7 +69,31 @@ func (v *validator) validateCreate(ctx context.Context, s step) (admission.Warni
 	if len(errs) > 0 {
 		return nil, apierrors.NewInvalid(s.kind, obj.GetName(), errs)
 	}
-	return resourceWarnings(s.spec, res), nil
+	return append(resourceWarnings(s.spec, res), v.acceleratorWarnings(ctx, res)...), nil
+}
+
+// acceleratorWarnings warns when no node of the cluster offers the step's
+// accelerator, and lists what they do offer. The step is admitted anyway: a
+// node may join later. Without an answer about nodes, there is no warning.
+func (v *validator) acceleratorWarnings(ctx context.Context, res annotations.Resources) []string {
+	if res.Accelerator == "" || v.nodes == nil {
+		return nil
+	}
+	nodes, err := v.nodes(ctx)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).V(2).Info("Not checking the accelerator against the nodes", "accelerator", res.Accelerator, "err", err)
+		return nil
+	}
+	match := annotations.MatchAccelerator(res.Accelerator)
+	var offered []string
+	for _, labels := range nodes {
+		if match.Accepts(labels) {
+			return nil
+		}
+		offered = append(offered, annotations.OfferedAccelerators(labels)...)
+	}
+	return []string{fmt.Sprintf("%s=%s: %s; the step cannot start until a node that offers it joins",
+		annotations.AcceleratorAnnotation, res.Accelerator, annotations.NoNodeOffers(res.Accelerator, offered))}
 }
 
 // parseStep parses the object's sluice keys and resource annotations, and
@@ -86,10 +112,13 @@ func parseStep(obj metav1.Object) (*annotations.Task, annotations.Resources, fie
 
 // validateUpdate rejects an update that changes a graph key: the run's graph
 // was checked and acted on with the old values, so changing them later would
-// release or hold tasks against what was applied.
-func (v *validator) validateUpdate(ctx context.Context, kind schema.GroupKind, old, obj metav1.Object) (admission.Warnings, error) {
+// release or hold tasks against what was applied. Only the controller may
+// release a step that sluice holds.
+func (v *validator) validateUpdate(ctx context.Context, oldStep, s step) (admission.Warnings, error) {
+	kind, old, obj := s.kind, oldStep.obj, s.obj
 	name := obj.GetName()
 	errs := v.validateOwnedKeys(ctx, old.GetLabels(), old.GetAnnotations(), obj.GetLabels(), obj.GetAnnotations())
+	errs = append(errs, v.validateRelease(ctx, oldStep, s)...)
 	for _, key := range annotations.GraphKeys {
 		oldMap, newMap, path := old.GetAnnotations(), obj.GetAnnotations(), annotationsPath
 		if isLabelKey(key) {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"strings"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -38,6 +39,7 @@ func main() {
 		controllerUser, schedulerName, taskEvents        string
 		webhookPort, concurrency, apiBurst               int
 		apiQPS                                           float64
+		startDeadline                                    time.Duration
 		leaderElect, disableWebhooks, certRotation       bool
 		certSecret, certDNSNames                         string
 		mutatingConfig, validatingConfig                 string
@@ -63,6 +65,7 @@ func main() {
 	flag.StringVar(&schedulerName, "scheduler-name", "", "schedulerName given to steps that would use the default scheduler (empty: leave it)")
 	flag.IntVar(&concurrency, "concurrent-runs", 4, "runs reconciled in parallel")
 	flag.StringVar(&taskEvents, "task-events", controller.TaskEventsAll, "which Events the controller emits about tasks: all (every release and outcome) or failures (Warning events and the run's outcome only)")
+	flag.DurationVar(&startDeadline, "start-deadline", controller.DefaultStartDeadline, "how long a released step's pod may be unable to start (unschedulable, image not pulled, a volume that cannot be served) before its task fails with that reason; sluice.dev/start-deadline overrides it per task; 0: never")
 	flag.Float64Var(&apiQPS, "kube-api-qps", -1, "client-side limit of requests per second to the API server; negative: none, the API server's priority and fairness decides (controller-runtime's default)")
 	flag.IntVar(&apiBurst, "kube-api-burst", 0, "burst of requests above --kube-api-qps (0: client-go's default when a limit is set)")
 	klog.InitFlags(nil)
@@ -70,6 +73,10 @@ func main() {
 	ctrl.SetLogger(klog.NewKlogr())
 	log := ctrl.Log.WithName("setup")
 
+	if startDeadline < 0 {
+		log.Error(nil, "Invalid --start-deadline: expected a duration such as 15m, or 0 for none", "value", startDeadline)
+		os.Exit(2)
+	}
 	if taskEvents != controller.TaskEventsAll && taskEvents != controller.TaskEventsFailures {
 		log.Error(nil, "Invalid --task-events: expected all or failures", "value", taskEvents)
 		os.Exit(2)
@@ -203,7 +210,7 @@ func main() {
 	}
 	r := controller.NewRunReconciler(mgr.GetClient(), mgr.GetEventRecorder("sluice-controller"), controller.Options{
 		StorageClass: storageClass, AccessMode: accessMode, ArtifactSize: size, MaxConcurrentReconciles: concurrency,
-		TaskEvents: taskEvents,
+		TaskEvents: taskEvents, StartDeadline: startDeadline,
 	})
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		log.Error(err, "Unable to set up the controller")

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -249,6 +251,30 @@ func TestAdmissionDenials(t *testing.T) {
 			t.Fatalf("Patch() error = %v, want it to contain %q", err, want)
 		}
 	})
+	t.Run("held step released by a user", func(t *testing.T) {
+		job := utiltesting.MakeJob("held", ns).After("prep").Obj()
+		if err := env.Client.Create(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+		patch := client.MergeFrom(job.DeepCopy())
+		job.Spec.Suspend = ptr.To(false)
+		err := framework.AsUser(t, env.Config, "alice").Patch(ctx, job, patch)
+		want := `spec.suspend: Forbidden: sluice holds task "held" until its upstream tasks allow it to run`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Patch() error = %v, want it to contain %q", err, want)
+		}
+		pod := utiltesting.MakePod("held-pod", ns).After("prep").Gate("example.com/quota").Obj()
+		if err := env.Client.Create(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		patch = client.MergeFrom(pod.DeepCopy())
+		pod.Spec.SchedulingGates = nil
+		err = framework.AsUser(t, env.Config, "alice").Patch(ctx, pod, patch)
+		want = `spec.schedulingGates: Forbidden: sluice holds task "held-pod"`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Patch() of the gates error = %v, want it to contain %q", err, want)
+		}
+	})
 	t.Run("graph key edited after creation", func(t *testing.T) {
 		job := utiltesting.MakeJob("train", ns).After("prep").Obj()
 		if err := env.Client.Create(ctx, job); err != nil {
@@ -352,4 +378,70 @@ func TestUpstreamFailureHoldsJobs(t *testing.T) {
 		}
 		return false, nil
 	})
+}
+
+// warnings collects the warnings the API server returns to a client.
+type warnings struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (w *warnings) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.list = append(w.list, text)
+}
+
+func (w *warnings) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	got := w.list
+	w.list = nil
+	return got
+}
+
+// An accelerator that no node offers is admitted with a warning that lists
+// what the nodes offer; one a node offers, under any of its names, is not.
+func TestAcceleratorWarning(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	for _, n := range []*corev1.Node{
+		{ObjectMeta: metav1.ObjectMeta{GenerateName: "it-t4-", Labels: map[string]string{annotations.GPUProductLabel: "Tesla-T4", annotations.GKEAcceleratorLabel: "nvidia-tesla-t4"}}},
+		{ObjectMeta: metav1.ObjectMeta{GenerateName: "it-a100-", Labels: map[string]string{annotations.GPUProductLabel: "NVIDIA-A100-SXM4-40GB"}}},
+	} {
+		if err := env.Client.Create(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
+	}
+	w := &warnings{}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WarningHandlerWithContext = w
+	c, err := client.New(cfg, client.Options{Scheme: env.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The manager's node cache sees both nodes: the t4 step gets no warning.
+	eventually(t, "a step naming the t4 by its short form is admitted without a warning", func() (bool, error) {
+		job := utiltesting.MakeJob("train", ns).Annotation(annotations.AcceleratorAnnotation, "T4").Obj()
+		if err := c.Create(ctx, job, client.DryRunAll); err != nil {
+			return false, err
+		}
+		got := w.take()
+		return len(got) == 0, fmt.Errorf("warnings %q", got)
+	})
+	for accel, want := range map[string]string{
+		"NVIDIA_TESLA_A100": "",
+		"h100": "sluice.dev/accelerator=h100: no node offers accelerator h100; the nodes offer NVIDIA-A100-SXM4-40GB, Tesla-T4, nvidia-tesla-t4; " +
+			"the step cannot start until a node that offers it joins",
+	} {
+		job := utiltesting.MakeJob("train", ns).Annotation(annotations.AcceleratorAnnotation, accel).Obj()
+		if err := c.Create(ctx, job, client.DryRunAll); err != nil {
+			t.Fatalf("%s: %v", accel, err)
+		}
+		got := w.take()
+		if want == "" && len(got) > 0 || want != "" && (len(got) != 1 || got[0] != want) {
+			t.Errorf("%s: warnings %q, want %q", accel, got, want)
+		}
+	}
 }
