@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/annotations"
+	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
 )
 
 // nodeOf waits until the task's pod is bound and returns the node.
@@ -83,5 +84,31 @@ func TestGPUPlacement(t *testing.T) {
 			t.Fatal("no FailedScheduling event for the h100 step")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestStartDeadlineOfAnUnschedulablePod: a bare Pod that no node can take
+// (its accelerator is nowhere) fails at its start deadline with the
+// scheduler's words, through its status since no kubelet has it, and its
+// downstream fails.
+func TestStartDeadlineOfAnUnschedulablePod(t *testing.T) {
+	ns, _ := setup(t)
+	create(t,
+		utiltesting.MakePod("h100", ns).Label(annotations.RunLabel, "r").Annotation(annotations.AcceleratorAnnotation, "h100").
+			Annotation(annotations.StartDeadlineAnnotation, "5s").Obj(),
+		job("report", ns).After("h100").Obj(),
+	)
+	waitPhases(t, ns, map[string]annotations.Phase{"h100": annotations.PhaseFailed, "report": annotations.PhaseUpstreamFailed})
+	var p corev1.Pod
+	if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "h100"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	reason := p.Annotations[annotations.ReasonAnnotation]
+	t.Logf("h100: reason %q", reason)
+	if want := "did not start within 5s: Pending: "; !strings.HasPrefix(reason, want) || !strings.Contains(reason, "no node offers accelerator h100") {
+		t.Errorf("reason = %q, want it to start with %q and name the accelerator", reason, want)
+	}
+	if p.Status.Phase != corev1.PodFailed || p.Spec.NodeName != "" {
+		t.Errorf("pod phase %s on node %q, want Failed on none", p.Status.Phase, p.Spec.NodeName)
 	}
 }

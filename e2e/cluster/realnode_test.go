@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,16 +179,61 @@ func TestRealGatedPod(t *testing.T) {
 }
 
 // TestRealImageMissing: a step whose image is not on the node is pulled
-// from nowhere, and the task says why it does not run.
+// from nowhere, and the task says why it does not run; at its start
+// deadline it fails with that reason, the Job controller stops the Job, and
+// its downstream fails.
 func TestRealImageMissing(t *testing.T) {
 	ns, _ := setup(t)
-	lost := realJob("lost", ns, `true`).Obj()
+	lost := realJob("lost", ns, `true`).Annotation(annotations.StartDeadlineAnnotation, "20s").Obj()
 	lost.Spec.Template.Spec.Containers[0].Image = "localhost/sluice/not-there:dev"
-	create(t, lost)
-	waitReason(t, ns, "lost", "ErrImagePull or ImagePullBackOff naming the image", func(r string) bool {
-		return (strings.HasPrefix(r, "ErrImagePull: ") || strings.HasPrefix(r, "ImagePullBackOff: ")) &&
+	create(t, lost, realJob("next", ns, `true`).After("lost").Obj())
+	pulling := func(r string) bool {
+		return (strings.Contains(r, "ErrImagePull: ") || strings.Contains(r, "ImagePullBackOff: ")) &&
 			strings.Contains(r, "localhost/sluice/not-there:dev")
+	}
+	waitReason(t, ns, "lost", "ErrImagePull or ImagePullBackOff naming the image", func(r string) bool {
+		return pulling(r) && !strings.HasPrefix(r, "did not start")
 	})
+	waitPhases(t, ns, map[string]annotations.Phase{"lost": annotations.PhaseFailed, "next": annotations.PhaseUpstreamFailed})
+	waitReason(t, ns, "lost", "the start deadline's failure with the pull error", func(r string) bool {
+		return strings.HasPrefix(r, "did not start within 20s: ") && pulling(r)
+	})
+	var j batchv1.Job
+	// The Job controller fails the Job (for its cut deadline, or for the
+	// pod it deleted, whichever it counts first) and removes the pod.
+	eventually(t, "the Job controller fails the Job and removes its pod", func() (bool, string) {
+		if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "lost"}, &j); err != nil {
+			t.Fatal(err)
+		}
+		failed := false
+		for _, c := range j.Status.Conditions {
+			failed = failed || c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue
+		}
+		left := 0
+		for _, p := range podsOf(t, ns, "lost") {
+			if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodPending {
+				left++
+			}
+		}
+		return failed && left == 0, fmt.Sprintf("conditions %v, %d pending pods", j.Status.Conditions, left)
+	})
+}
+
+// eventually polls cond until it holds, for runTimeout; what it last said
+// goes into the failure.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(runTimeout)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, said := cond()
+		if ok {
+			return
+		}
+		last = said
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("after %s, not yet: %s (%s)", runTimeout, what, last)
 }
 
 // waitReason waits until the reason recorded on the Job satisfies ok.
