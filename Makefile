@@ -136,13 +136,14 @@ verify:
 	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	@cd hack/nodetools && $(GO) mod tidy -diff >/dev/null || { echo "hack/nodetools/go.mod is not tidy: run go mod tidy there"; exit 1; }
 
-## fuzz: run each fuzz target for FUZZTIME (default 30s)
+## fuzz: run each fuzz target (the parsers', the admission endpoints') for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 .PHONY: fuzz
 fuzz:
 	for f in FuzzParse FuzzGraph FuzzParseResults FuzzCompileWhen; do \
 		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./annotations/ || exit 1; \
 	done
+	$(GOTEST) -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./webhook/
 
 .PHONY: help
 help:
