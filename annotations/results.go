@@ -14,8 +14,10 @@ import (
 	"unicode/utf8"
 )
 
-// MaxTerminationMessage is the largest termination message Kubernetes keeps
-// for one container; anything longer was truncated and cannot be trusted.
+// MaxTerminationMessage is the most of a container's termination message
+// the kubelet keeps: of a longer file it keeps the last 4096 bytes, without
+// saying so. A message of that length may thus have lost its beginning, so
+// results must be shorter: at most MaxTerminationMessage-1 bytes.
 const MaxTerminationMessage = 4096
 
 // resultKey is the form of a key in a key=value termination message.
@@ -28,8 +30,10 @@ var resultKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
 // compares the same way in sluice.dev/when whichever form produced it. An
 // empty message has no results. Errors name the line at fault.
 func ParseResults(msg string) (map[string]any, error) {
-	if len(msg) > MaxTerminationMessage {
-		return nil, fmt.Errorf("termination message is %d bytes; Kubernetes keeps at most %d per container, so results must fit in that", len(msg), MaxTerminationMessage)
+	if len(msg) >= MaxTerminationMessage {
+		return nil, fmt.Errorf("termination message is %d bytes; the kubelet keeps only the last %d bytes of a container's message, "+
+			"so one this long may have lost its beginning: keep results under %d bytes (larger outputs belong in an output artifact)",
+			len(msg), MaxTerminationMessage, MaxTerminationMessage)
 	}
 	if !utf8.ValidString(msg) {
 		// encoding/json would silently replace the bad bytes, so the

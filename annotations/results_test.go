@@ -106,11 +106,15 @@ func TestParseResults(t *testing.T) {
 		},
 		"too long": {
 			msg:     strings.Repeat("a=1\n", 1025),
-			wantErr: "termination message is 4100 bytes; Kubernetes keeps at most 4096 per container",
+			wantErr: "termination message is 4100 bytes; the kubelet keeps only the last 4096 bytes",
 		},
-		"exactly the limit is fine": {
-			msg:  "a=" + strings.Repeat("x", MaxTerminationMessage-2),
-			want: map[string]any{"a": strings.Repeat("x", MaxTerminationMessage-2)},
+		"as long as the kubelet keeps: maybe truncated": {
+			msg:     "a=" + strings.Repeat("x", MaxTerminationMessage-2),
+			wantErr: "termination message is 4096 bytes; the kubelet keeps only the last 4096 bytes of a container's message, so one this long may have lost its beginning",
+		},
+		"one byte less is fine": {
+			msg:  "a=" + strings.Repeat("x", MaxTerminationMessage-3),
+			want: map[string]any{"a": strings.Repeat("x", MaxTerminationMessage-3)},
 		},
 		"invalid UTF-8 names the line": {
 			msg:     "a=1\nb=\xff\n",

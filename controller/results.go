@@ -60,7 +60,7 @@ func collectResults(s *taskState, pods []*corev1.Pod) (newJSON string, err error
 	results, perr := annotations.ParseResults(msg)
 	if perr != nil {
 		s.results = map[string]any{}
-		return "{}", fmt.Errorf("termination message of pod %s is not key=value lines or one JSON object: %w", pod.Name, perr)
+		return "{}", fmt.Errorf("no results can be read from the termination message of pod %s: %w", pod.Name, perr)
 	}
 	s.results = results
 	out, merr := annotations.MarshalResults(results)

@@ -195,7 +195,7 @@ func TestReconcile(t *testing.T) {
 			},
 			wantJobs: map[string]want{
 				"evaluate": {phase: annotations.PhaseSucceeded, results: "{}",
-					reasonPrefix: "Job completed; termination message of pod evaluate-x is not key=value lines or one JSON object:"},
+					reasonPrefix: "Job completed; no results can be read from the termination message of pod evaluate-x:"},
 			},
 			wantEvents: []string{"Normal TaskSucceeded", "Warning BadResults", "Normal RunSucceeded"},
 		},
@@ -334,7 +334,7 @@ func TestBadResultsReasonSurvivesJobCompletion(t *testing.T) {
 	if err := c.Get(ctx, types.NamespacedName{Namespace: "ml", Name: "evaluate"}, &j); err != nil {
 		t.Fatal(err)
 	}
-	if got := j.Annotations[annotations.ReasonAnnotation]; !strings.Contains(got, "is not key=value lines or one JSON object") {
+	if got := j.Annotations[annotations.ReasonAnnotation]; !strings.Contains(got, "no results can be read from the termination message") {
 		t.Errorf("reason after the Job completed = %q, want it to still report the malformed message", got)
 	}
 }

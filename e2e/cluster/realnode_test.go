@@ -79,7 +79,7 @@ func results(t *testing.T, ns, task string) map[string]any {
 	if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: task}, &j); err != nil {
 		t.Fatal(err)
 	}
-	got, err := annotations.ParseResults(j.Annotations[annotations.ResultsAnnotation])
+	got, err := annotations.UnmarshalResults(j.Annotations[annotations.ResultsAnnotation])
 	if err != nil {
 		t.Fatalf("results of %s: %v", task, err)
 	}
@@ -450,5 +450,36 @@ func TestSluiceImages(t *testing.T) {
 		if p := waitPodSucceeded(t, ns, name); p.Spec.NodeName != framework.RealNode {
 			t.Errorf("image localhost/sluice/%s:dev ran on %s, want %s", name, p.Spec.NodeName, framework.RealNode)
 		}
+	}
+}
+
+// TestRealTerminationMessageLimit: the kubelet keeps the last 4096 bytes of
+// a termination message, silently. Results of 4095 bytes are read; one of
+// 4096 bytes may have lost its beginning and is refused, and one of 4097
+// bytes arrives as 4096 bytes without its first byte and is refused too. The
+// steps themselves succeed.
+func TestRealTerminationMessageLimit(t *testing.T) {
+	ns, _ := setup(t)
+	const head = "accuracy=0.9\npad=" // 17 bytes
+	msg := func(n int) string {
+		return fmt.Sprintf(`printf '%s' >/dev/termination-log; head -c %d /dev/zero | tr '\0' x >>/dev/termination-log`, strings.ReplaceAll(head, "\n", `\n`), n-len(head))
+	}
+	create(t, realJob("m4095", ns, msg(4095)).Obj(), realJob("m4096", ns, msg(4096)).Obj(), realJob("m4097", ns, msg(4097)).Obj())
+	waitPhases(t, ns, map[string]annotations.Phase{"m4095": annotations.PhaseSucceeded, "m4096": annotations.PhaseSucceeded, "m4097": annotations.PhaseSucceeded})
+
+	if got := results(t, ns, "m4095"); got["accuracy"] != 0.9 || len(fmt.Sprint(got["pad"])) != 4095-len(head) {
+		t.Errorf("results of the 4095-byte message: accuracy %v, pad of %d bytes; want 0.9 and %d", got["accuracy"], len(fmt.Sprint(got["pad"])), 4095-len(head))
+	}
+	for task, first := range map[string]string{"m4096": "accuracy=", "m4097": "ccuracy="} {
+		_, state := mainState(t, ns, task)
+		if m := state.Terminated.Message; len(m) != 4096 || !strings.HasPrefix(m, first) {
+			t.Errorf("%s: the kubelet kept %d bytes starting %.12q, want 4096 starting %q", task, len(m), m, first)
+		}
+		if got := results(t, ns, task); len(got) != 0 {
+			t.Errorf("%s: results %v, want none", task, got)
+		}
+		waitReason(t, ns, task, "the refused message in the reason", func(r string) bool {
+			return strings.Contains(r, "termination message is 4096 bytes; the kubelet keeps only the last 4096 bytes")
+		})
 	}
 }
