@@ -111,6 +111,15 @@ test-integration: tools
 test-e2e: tools build images
 	$(GOTEST_STATIC) -count=1 -timeout 30m ./e2e/cluster/...
 
+## test-soak: the manager SIGKILLed many times over many runs, for several seeds (not part of make test; ~10 min)
+SOAK_SEEDS ?= 1 2 3
+.PHONY: test-soak
+test-soak: tools build images
+	for seed in $(SOAK_SEEDS); do \
+		SLUICE_FAULT_SEED=$$seed SLUICE_FAULT_RUNS=40 SLUICE_FAULT_KILLS=15 \
+			$(GOTEST_STATIC) -count=1 -timeout 30m -run '^TestManagerKilledAtRandom$$' ./e2e/cluster/... || exit 1; \
+	done
+
 ## bench: speed and scale benchmarks on the local cluster (started if needed), not part of make test:
 ## prints a markdown table and writes bench/out/results.json (BENCH_SCALE=large: fan1000 is 1 -> 10,000 -> 1)
 .PHONY: bench
@@ -143,7 +152,9 @@ fuzz:
 	for f in FuzzParse FuzzGraph FuzzParseResults FuzzCompileWhen; do \
 		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./annotations/ || exit 1; \
 	done
-	$(GOTEST) -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./webhook/
+	for f in FuzzAdmissionReview FuzzMutateVolumes; do \
+		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./webhook/ || exit 1; \
+	done
 
 .PHONY: help
 help:

@@ -1,0 +1,166 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/annotations"
+	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
+)
+
+// envInt reads a knob of the fault tests from the environment (make
+// test-soak turns them up), with its default.
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%q: want a whole number", name, v)
+	}
+	return n
+}
+
+// faultRun creates one run of a 10-step DAG and returns the phases it must
+// end in: s0 -> s1,s2,s3 -> s4 -> s5 -> s6,s7 -> s8 (all-done) -> s9. When
+// failing, s5 fails: s6 and s7 never run, s8 and s9 run anyway.
+func faultRun(ns, run string, failing bool) ([]client.Object, map[string]annotations.Phase) {
+	name := func(i int) string { return fmt.Sprintf("%s-s%d", run, i) }
+	step := func(i int, after ...int) *utiltesting.JobWrapper {
+		j := job(name(i), ns).Run(run)
+		for _, a := range after {
+			j.After(name(a))
+		}
+		return j
+	}
+	s5 := step(5, 4)
+	if failing {
+		s5.Sim("exit-code", "1")
+	}
+	objs := []client.Object{
+		step(0).Obj(), step(1, 0).Obj(), step(2, 0).Obj(), step(3, 0).Obj(), step(4, 1, 2, 3).Obj(), s5.Obj(),
+		step(6, 5).Obj(), step(7, 5).Obj(), step(8, 6, 7).Annotation(annotations.TriggerAnnotation, annotations.TriggerAllDone).Obj(), step(9, 8).Obj(),
+	}
+	want := map[string]annotations.Phase{}
+	for i := range 10 {
+		want[name(i)] = annotations.PhaseSucceeded
+	}
+	if failing {
+		want[name(5)], want[name(6)], want[name(7)] = annotations.PhaseFailed, annotations.PhaseUpstreamFailed, annotations.PhaseUpstreamFailed
+	}
+	return objs, want
+}
+
+// TestManagerKilledAtRandom: the manager is SIGKILLed at seeded random
+// moments while 20 runs of a 10-step DAG execute, and restarted each time.
+// Every run finishes in the phases its graph and outcomes imply, with its
+// outcome recorded once; the invariant checker sees every release.
+// SLUICE_FAULT_SEED, SLUICE_FAULT_RUNS and SLUICE_FAULT_KILLS change the
+// defaults (1, 20, 5); make test-soak runs more of them.
+func TestManagerKilledAtRandom(t *testing.T) {
+	seed := uint64(envInt(t, "SLUICE_FAULT_SEED", 1))
+	runs, kills := envInt(t, "SLUICE_FAULT_RUNS", 20), envInt(t, "SLUICE_FAULT_KILLS", 5)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	t.Logf("seed %d: %d runs of 10 steps, %d kills", seed, runs, kills)
+	ns, _ := setup(t)
+	want := map[string]annotations.Phase{}
+	outcomes := map[string]string{}
+	for i := range runs {
+		run := fmt.Sprintf("r%02d", i)
+		objs, phases := faultRun(ns, run, i%4 == 3)
+		create(t, objs...)
+		for k, v := range phases {
+			want[k] = v
+		}
+		outcomes[run] = "Succeeded"
+		if i%4 == 3 {
+			outcomes[run] = "Failed"
+		}
+	}
+	start := time.Now()
+	for k := range kills {
+		up := time.Duration(500+rng.IntN(2500)) * time.Millisecond
+		down := time.Duration(rng.IntN(2000)) * time.Millisecond
+		time.Sleep(up)
+		cluster.Manager.Kill()
+		t.Logf("kill %d at %s, down for %s", k+1, time.Since(start).Round(time.Millisecond), down)
+		time.Sleep(down)
+		if err := cluster.Manager.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPhases(t, ns, want)
+	t.Logf("%d runs finished %s after the first apply, through %d kills", runs, time.Since(start).Round(time.Millisecond), kills)
+
+	var jobs batchv1.JobList
+	if err := cluster.Client.List(context.Background(), &jobs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, j := range jobs.Items {
+		if o, ok := j.Annotations[annotations.RunOutcomeAnnotation]; ok {
+			run := j.Labels[annotations.RunLabel]
+			got[run] = append(got[run], o)
+		}
+	}
+	for run, o := range outcomes {
+		if len(got[run]) != 1 || got[run][0] != o {
+			t.Errorf("run %s: outcomes recorded %v, want [%s] once", run, got[run], o)
+		}
+	}
+}
+
+// TestWebhookUnreachable: while the manager is down, a sluice Job is refused
+// with a message that names sluice's webhook, a Job without sluice's label is
+// admitted untouched, and once the manager is back sluice Jobs are admitted
+// again.
+func TestWebhookUnreachable(t *testing.T) {
+	ns, _ := setup(t)
+	ctx := context.Background()
+	cluster.Manager.Kill()
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			if err := cluster.Manager.Start(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	err := cluster.Client.Create(ctx, job("refused", ns).Obj())
+	if err == nil || !strings.Contains(err.Error(), "sluice.dev") {
+		t.Fatalf("creating a sluice Job while the webhook is down: %v, want a refusal naming sluice's webhook", err)
+	}
+	t.Logf("refused: %v", err)
+	plain := utiltesting.MakeJob("plain", ns).Obj()
+	plain.Labels = nil
+	plain.Spec.Suspend = nil
+	if err := cluster.Client.Create(ctx, plain); err != nil {
+		t.Fatalf("creating a Job without sluice's label while the webhook is down: %v", err)
+	}
+	if plain.Spec.Suspend != nil && *plain.Spec.Suspend || len(plain.Spec.Template.Spec.Volumes) > 0 {
+		t.Errorf("the plain Job was changed: suspend %v, volumes %v", plain.Spec.Suspend, plain.Spec.Template.Spec.Volumes)
+	}
+	if err := cluster.Manager.Start(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	back := job("back", ns).Obj()
+	if err := cluster.Client.Create(ctx, back); err != nil {
+		t.Fatalf("creating a sluice Job once the webhook is back: %v", err)
+	}
+	if back.Labels[annotations.PhaseLabel] == "" {
+		t.Errorf("the Job created once the webhook is back was not mutated: labels %v", back.Labels)
+	}
+	waitPhases(t, ns, map[string]annotations.Phase{"back": annotations.PhaseSucceeded})
+}
