@@ -464,6 +464,11 @@ func (r *RunReconciler) observeTask(ctx context.Context, task *annotations.Task,
 	case *corev1.Pod:
 		s = observePod(task, o)
 	}
+	if strings.HasPrefix(s.reason, pendingPrefix) && task.NeedsVolume() {
+		if v := r.volumeReason(ctx, obj.GetNamespace(), task.Run, s.reason); v != "" {
+			s.reason = oneLine(v)
+		}
+	}
 	r.applyStartDeadline(task, obj, s)
 	if recordedPhase(obj) == s.phase && s.phase.Finished() {
 		// The outcome was recorded with its reason (which may say that the

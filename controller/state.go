@@ -211,10 +211,10 @@ func blockedReason(pods []*corev1.Pod) string {
 	return ""
 }
 
-// isBlockedReason reports whether reason was made by blockedReason: it
-// describes a moment of the pod, not the task's release.
+// isBlockedReason reports whether reason was made by blockedReason (or
+// volumeReason): it describes a moment of the pod, not the task's release.
 func isBlockedReason(reason string) bool {
-	if strings.HasPrefix(reason, pendingPrefix) {
+	if strings.HasPrefix(reason, pendingPrefix) || strings.HasPrefix(reason, volumePrefix) {
 		return true
 	}
 	r, _, _ := strings.Cut(reason, ":")

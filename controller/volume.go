@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -150,3 +151,33 @@ func (r *RunReconciler) storageClass(ctx context.Context, name *string) (*storag
 }
 
 const defaultClassAnnotation = "storageclass.kubernetes.io/is-default-class"
+
+// volumePrefix starts the reason of a task whose pod waits for its run's
+// artifact volume.
+var volumePrefix = "volume " + annotations.RunVolumeName("")
+
+// volumeReason says why a released task's pod, unschedulable for a volume
+// (pending is the scheduler's message), waits for the run's artifact
+// volume: a claim whose StorageClass does not exist, or one still Pending,
+// named with its class and provisioner. It is "" when the claim is not the
+// cause, or cannot be read.
+func (r *RunReconciler) volumeReason(ctx context.Context, ns, run, pending string) string {
+	if !strings.Contains(strings.ToLower(pending), "volume") {
+		return ""
+	}
+	var pvc corev1.PersistentVolumeClaim
+	if err := r.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: annotations.RunVolumeName(run)}, &pvc); err != nil || pvc.Status.Phase != corev1.ClaimPending {
+		return ""
+	}
+	sc, err := r.storageClass(ctx, pvc.Spec.StorageClassName)
+	switch {
+	case err != nil:
+		return ""
+	case sc == nil && pvc.Spec.StorageClassName != nil:
+		return fmt.Sprintf("volume %s: StorageClass %q does not exist, so the claim stays Pending and the pod unscheduled", pvc.Name, *pvc.Spec.StorageClassName)
+	case sc == nil:
+		return fmt.Sprintf("volume %s: the claim names no StorageClass and the cluster has no default one, so it stays Pending", pvc.Name)
+	}
+	return fmt.Sprintf("volume %s: the claim is Pending (StorageClass %q, provisioner %s, access mode %v): `kubectl describe pvc %s` shows why",
+		pvc.Name, sc.Name, sc.Provisioner, pvc.Spec.AccessModes, pvc.Name)
+}

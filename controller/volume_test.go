@@ -76,3 +76,48 @@ func TestVolumeAccessMode(t *testing.T) {
 		})
 	}
 }
+
+func TestVolumeReason(t *testing.T) {
+	claim := func(class string) *corev1.PersistentVolumeClaim {
+		pvc := (&RunReconciler{opts: Options{}}).volumeFor("ml", "r", "p")
+		if class != "" {
+			pvc.Spec.StorageClassName = &class
+		}
+		pvc.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
+		pvc.Status.Phase = corev1.ClaimPending
+		return pvc
+	}
+	bound := claim("local-path")
+	bound.Status.Phase = corev1.ClaimBound
+	const unbound = "0/6 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: ..."
+	cases := map[string]struct {
+		objs    []client.Object
+		pending string
+		want    string
+	}{
+		"class that does not exist": {
+			objs: []client.Object{claim("no-such-class")}, pending: unbound,
+			want: `volume sluice-r: StorageClass "no-such-class" does not exist, so the claim stays Pending and the pod unscheduled`,
+		},
+		"no class and no default": {
+			objs: []client.Object{claim("")}, pending: unbound,
+			want: "volume sluice-r: the claim names no StorageClass and the cluster has no default one, so it stays Pending",
+		},
+		"pending with a class": {
+			objs: []client.Object{claim("local-path"), class("local-path", "rancher.io/local-path", true, time.Hour)}, pending: unbound,
+			want: "volume sluice-r: the claim is Pending (StorageClass \"local-path\", provisioner rancher.io/local-path, access mode [ReadWriteMany]): `kubectl describe pvc sluice-r` shows why",
+		},
+		"bound claim: the scheduler's words stay":  {objs: []client.Object{bound}, pending: unbound},
+		"not about volumes":                        {objs: []client.Object{claim("no-such-class")}, pending: "0/6 nodes are available: 6 Insufficient cpu."},
+		"no claim yet: the scheduler's words stay": {pending: unbound},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(tc.objs...).Build()
+			r := NewRunReconciler(c, events.NewFakeRecorder(10), Options{})
+			if got := r.volumeReason(context.Background(), "ml", "r", tc.pending); got != tc.want {
+				t.Errorf("volumeReason = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

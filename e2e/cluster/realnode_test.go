@@ -420,13 +420,13 @@ func TestRealReadWriteOnce(t *testing.T) {
 }
 
 // TestRealClaimNotServed: a run volume no provisioner can serve shows on the
-// released task, with the scheduler's words.
+// released task, naming the volume and why.
 func TestRealClaimNotServed(t *testing.T) {
 	ns, _ := setup(t)
 	create(t, realJob("write", ns, `true`).Outputs("data:Dataset").
 		Annotation(annotations.StorageClassAnnotation, "no-such-class").Obj())
-	waitReason(t, ns, "write", "the pending volume named", func(r string) bool {
-		return strings.HasPrefix(r, "Pending: ") && strings.Contains(r, "PersistentVolumeClaim")
+	waitReason(t, ns, "write", "the volume and its missing class named", func(r string) bool {
+		return r == `volume sluice-r: StorageClass "no-such-class" does not exist, so the claim stays Pending and the pod unscheduled`
 	})
 }
 
