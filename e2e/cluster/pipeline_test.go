@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	fmt.Fprintln(os.Stderr, framework.InvariantTotals())
 	// The manager and scheduler ran with only the chart's RBAC: a single
 	// refused request in their logs means the chart grants too little.
 	for _, p := range []*framework.Process{cluster.Manager.Process, cluster.Scheduler} {
@@ -60,13 +61,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// setup makes a namespace and a timeline watching it.
-func setup(t *testing.T) (string, *framework.Timeline) {
+// setup makes a namespace and a timeline watching it. Everything sluice
+// does in the namespace is held to its invariants (framework.Rule) when the
+// test ends; opts may exempt a task from a rule its scenario breaks on purpose.
+func setup(t *testing.T, opts ...framework.InvariantOption) (string, *framework.Timeline) {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}
 	if err := cluster.Client.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
+	framework.CheckInvariants(t, cluster.Config, ns.Name, opts...)
 	tl, err := framework.WatchNamespace(cluster.Config, ns.Name)
 	if err != nil {
 		t.Fatal(err)
