@@ -106,14 +106,8 @@ func RecordInvariants(cfg *rest.Config, ns string, opts ...InvariantOption) (*Re
 			return nil, err
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	f.Start(ctx.Done())
-	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			cancel()
-			return nil, fmt.Errorf("informer for %v in namespace %s did not sync", typ, ns)
-		}
+	if r.cancel, err = startInformers(f, ns); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

@@ -84,14 +84,8 @@ func WatchNamespace(cfg *rest.Config, ns string) (*Timeline, error) {
 	}); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tl.cancel = cancel
-	f.Start(ctx.Done())
-	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			cancel()
-			return nil, fmt.Errorf("informer for %v did not sync", typ)
-		}
+	if tl.cancel, err = startInformers(f, ns); err != nil {
+		return nil, err
 	}
 	return tl, nil
 }
@@ -126,3 +120,17 @@ func (tl *Timeline) At(task, moment string) (time.Time, bool) {
 
 // Stop stops the informers.
 func (tl *Timeline) Stop() { tl.cancel() }
+
+// startInformers starts the factory's informers and waits until they have
+// synced; the returned function stops them.
+func startInformers(f informers.SharedInformerFactory, ns string) (context.CancelFunc, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f.Start(ctx.Done())
+	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			cancel()
+			return nil, fmt.Errorf("informer for %v in namespace %s did not sync", typ, ns)
+		}
+	}
+	return cancel, nil
+}
