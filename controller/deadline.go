@@ -8,6 +8,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/annotations"
@@ -61,33 +62,32 @@ func (r *RunReconciler) applyStartDeadline(task *annotations.Task, obj client.Ob
 	s.blockedSince = time.Time{}
 }
 
+// blockedSinceValue is how since is recorded; "" for none.
+func blockedSinceValue(since time.Time) string {
+	if since.IsZero() {
+		return ""
+	}
+	return since.UTC().Format(time.RFC3339)
+}
+
 // setBlockedSince keeps or clears the moment the task was first seen
-// blocked; it reports whether that changed the object.
-func setBlockedSince(obj client.Object, since time.Time) bool {
+// blocked.
+func setBlockedSince(obj client.Object, since time.Time) {
 	annots := obj.GetAnnotations()
-	old, had := annots[annotations.BlockedSinceAnnotation]
-	switch {
-	case since.IsZero() && had:
-		delete(annots, annotations.BlockedSinceAnnotation)
-	case !since.IsZero() && old != since.UTC().Format(time.RFC3339):
+	if v := blockedSinceValue(since); v != "" {
 		if annots == nil {
 			annots = map[string]string{}
 		}
-		annots[annotations.BlockedSinceAnnotation] = since.UTC().Format(time.RFC3339)
+		annots[annotations.BlockedSinceAnnotation] = v
 		obj.SetAnnotations(annots)
-	default:
-		return false
+	} else {
+		delete(annots, annotations.BlockedSinceAnnotation)
 	}
-	return true
 }
 
 // blockedSinceChanged reports whether setBlockedSince would change obj.
 func blockedSinceChanged(obj client.Object, since time.Time) bool {
-	old, had := obj.GetAnnotations()[annotations.BlockedSinceAnnotation]
-	if since.IsZero() {
-		return had
-	}
-	return old != since.UTC().Format(time.RFC3339)
+	return obj.GetAnnotations()[annotations.BlockedSinceAnnotation] != blockedSinceValue(since)
 }
 
 // stopSpec stops a step that failed its start deadline, in the patch that
@@ -96,34 +96,22 @@ func blockedSinceChanged(obj client.Object, since time.Time) bool {
 // a bare Pod on a node gets the same from the kubelet. A Pod that no node
 // took is failed through its status (failUnscheduled).
 func stopSpec(obj client.Object, now time.Time) {
-	active := func(start *time.Time) *int64 {
+	cut := func(deadline **int64, start *metav1.Time) {
 		secs := int64(1)
 		if start != nil {
-			secs = max(secs, int64(now.Sub(*start).Seconds()))
+			secs = max(secs, int64(now.Sub(start.Time).Seconds()))
 		}
-		return &secs
-	}
-	cut := func(field **int64, to *int64) {
-		if *field == nil || **field > *to {
-			*field = to
+		if *deadline == nil || **deadline > secs {
+			*deadline = &secs
 		}
 	}
 	switch o := obj.(type) {
 	case *batchv1.Job:
-		var start *time.Time
-		if o.Status.StartTime != nil {
-			start = &o.Status.StartTime.Time
-		}
-		cut(&o.Spec.ActiveDeadlineSeconds, active(start))
+		cut(&o.Spec.ActiveDeadlineSeconds, o.Status.StartTime)
 	case *corev1.Pod:
-		if o.Spec.NodeName == "" {
-			return
+		if o.Spec.NodeName != "" {
+			cut(&o.Spec.ActiveDeadlineSeconds, o.Status.StartTime)
 		}
-		var start *time.Time
-		if o.Status.StartTime != nil {
-			start = &o.Status.StartTime.Time
-		}
-		cut(&o.Spec.ActiveDeadlineSeconds, active(start))
 	}
 }
 
