@@ -71,6 +71,13 @@ const (
 // upstream tasks are done.
 const UpstreamGate = Prefix + "upstream"
 
+// ResultsFinalizer keeps a step's pod until the controller has read what it
+// left (its termination message) and recorded the task's outcome: a pod
+// deleted in the meantime, by a user or by pod garbage collection, would
+// take the results with it. The webhook adds it to every step's pods; the
+// controller removes it once the outcome and results are recorded.
+const ResultsFinalizer = Prefix + "results"
+
 // Paths and names the webhook injects into every step.
 const (
 	// ArtifactVolume is the name of the pod volume holding the run's artifacts.

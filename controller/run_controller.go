@@ -666,6 +666,9 @@ func (r *RunReconciler) record(ctx context.Context, s *taskState) error {
 		if s.stop {
 			stopSpec(obj, r.now())
 		}
+		if p, ok := obj.(*corev1.Pod); ok {
+			releaseFinalizer(p, p) // once the outcome is recorded, in the same patch
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("recording phase %s of %s: %w", s.phase, klog.KObj(obj), err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -94,6 +95,11 @@ func (m mutator) mutate(ctx context.Context, s step) error {
 	s.metas[0].Labels[annotations.PhaseLabel] = string(task.InitialPhase())
 	if errs := mutateStep(s.spec, task, res, m.schedulerName); len(errs) > 0 {
 		return apierrors.NewInvalid(s.kind, s.obj.GetName(), errs)
+	}
+	// The last of metas is where the pods' metadata is: a Job's template,
+	// or the Pod itself.
+	if pods := s.metas[len(s.metas)-1]; !slices.Contains(pods.Finalizers, annotations.ResultsFinalizer) {
+		pods.Finalizers = append(pods.Finalizers, annotations.ResultsFinalizer)
 	}
 	if task.Held() {
 		s.hold()

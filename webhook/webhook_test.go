@@ -50,6 +50,7 @@ func TestJobDefault(t *testing.T) {
 			want: func(j *batchv1.Job) {
 				j.Labels = withPhase(taskLabels("p", "prep"), annotations.PhaseRunning)
 				j.Spec.Template.Labels = taskLabels("p", "prep")
+				j.Spec.Template.Finalizers = []string{annotations.ResultsFinalizer}
 				j.Spec.Template.Spec.Containers[0].Env = baseEnv("p", "prep")
 			},
 		},
@@ -60,6 +61,7 @@ func TestJobDefault(t *testing.T) {
 				j.Labels = withPhase(taskLabels("r1", "train"), annotations.PhaseWaiting)
 				j.Spec.Suspend = ptr.To(true)
 				j.Spec.Template.Labels = taskLabels("r1", "train")
+				j.Spec.Template.Finalizers = []string{annotations.ResultsFinalizer}
 				j.Spec.Template.Spec.Volumes = []corev1.Volume{artifactVolume("r1")}
 				c := &j.Spec.Template.Spec.Containers[0]
 				c.Env = append(baseEnv("r1", "train"),
@@ -83,6 +85,7 @@ func TestJobDefault(t *testing.T) {
 				j.Labels = withPhase(taskLabels("p", "train"), annotations.PhaseWaiting)
 				j.Spec.Suspend = ptr.To(true)
 				j.Spec.Template.Labels = taskLabels("p", "train")
+				j.Spec.Template.Finalizers = []string{annotations.ResultsFinalizer}
 				c := &j.Spec.Template.Spec.Containers[0]
 				c.Env = append([]corev1.EnvVar{{Name: "EPOCHS", Value: "3"}}, baseEnv("p", "train")...)
 			},
@@ -139,18 +142,25 @@ func TestJobDefault(t *testing.T) {
 
 func TestPodDefault(t *testing.T) {
 	cases := map[string]struct {
-		pod       *corev1.Pod
-		wantGates []corev1.PodSchedulingGate
-		wantEnv   bool
+		pod            *corev1.Pod
+		wantGates      []corev1.PodSchedulingGate
+		wantEnv        bool
+		wantFinalizers []string
 	}{
 		"downstream pod is gated, foreign gate kept": {
-			pod:       utiltesting.MakePod("eval", "ml").After("train").Gate("example.com/quota").Obj(),
-			wantGates: []corev1.PodSchedulingGate{{Name: "example.com/quota"}, {Name: annotations.UpstreamGate}},
-			wantEnv:   true,
+			pod:            utiltesting.MakePod("eval", "ml").After("train").Gate("example.com/quota").Obj(),
+			wantGates:      []corev1.PodSchedulingGate{{Name: "example.com/quota"}, {Name: annotations.UpstreamGate}},
+			wantEnv:        true,
+			wantFinalizers: []string{annotations.ResultsFinalizer},
 		},
-		"root pod is not gated": {
-			pod:     utiltesting.MakePod("prep", "ml").Obj(),
-			wantEnv: true,
+		"root pod is not gated, a user's finalizer is kept": {
+			pod: func() *corev1.Pod {
+				p := utiltesting.MakePod("prep", "ml").Obj()
+				p.Finalizers = []string{"example.com/audit"}
+				return p
+			}(),
+			wantEnv:        true,
+			wantFinalizers: []string{"example.com/audit", annotations.ResultsFinalizer},
 		},
 		"pod of a job is left to the job's template": {
 			pod: utiltesting.MakePod("train-abcde", "ml").After("prep").OwnedByJob("train", "uid-1").Obj(),
@@ -167,6 +177,9 @@ func TestPodDefault(t *testing.T) {
 			}
 			if hasEnv := len(got.Spec.Containers[0].Env) > 0; hasEnv != tc.wantEnv {
 				t.Errorf("env injected = %v, want %v", hasEnv, tc.wantEnv)
+			}
+			if diff := cmp.Diff(tc.wantFinalizers, got.Finalizers); diff != "" {
+				t.Errorf("finalizers (-want,+got):\n%s", diff)
 			}
 			again := got.DeepCopy()
 			if err := (&PodWebhook{}).Default(create, again); err != nil {

@@ -216,6 +216,10 @@ func main() {
 		log.Error(err, "Unable to set up the controller")
 		os.Exit(1)
 	}
+	if err := controller.NewFinalizerReconciler(mgr.GetClient(), concurrency).SetupWithManager(mgr); err != nil {
+		log.Error(err, "Unable to set up the results finalizer's controller")
+		os.Exit(1)
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		log.Error(err, "Unable to add the health check")
 		os.Exit(1)
