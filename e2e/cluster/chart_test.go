@@ -163,7 +163,7 @@ func TestChartUpgrade(t *testing.T) {
 // caBundle, and the pipeline runs on.
 func TestReplicasShareOneCertificate(t *testing.T) {
 	ctx := context.Background()
-	replica, err := cluster.NewManagerReplica()
+	replica, err := cluster.NewManagerReplica("replica")
 	if err != nil {
 		t.Fatal(err)
 	}

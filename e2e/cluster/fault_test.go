@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sluice-dev/sluice/annotations"
 	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
+	"github.com/sluice-dev/sluice/e2e/framework"
 )
 
 // envInt reads a knob of the fault tests from the environment (make
@@ -214,4 +216,74 @@ func TestLoad200Runs(t *testing.T) {
 	t.Logf("%d objects created in %s", len(objs), time.Since(start).Round(time.Millisecond))
 	waitPhases(t, ns, want)
 	t.Logf("%d runs of 10 steps finished %s after the first create", runs, time.Since(start).Round(time.Millisecond))
+}
+
+// TestLeaderKilled: two manager replicas behind one address, as the chart's
+// two pods behind its Service. The leader is SIGKILLed while runs execute;
+// the other replica takes the lease and finishes every run, and admission
+// keeps working through the replica that is left, during the failover too.
+func TestLeaderKilled(t *testing.T) {
+	ns, _ := setup(t)
+	replicas := make([]*framework.Manager, 2)
+	for i := range replicas {
+		m, err := cluster.NewManagerReplica(fmt.Sprintf("replica-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas[i] = m
+	}
+	cluster.Manager.Stop()
+	balancer, err := framework.NewBalancer(cluster.Manager.WebhookAddr, replicas[0].WebhookAddr, replicas[1].WebhookAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, m := range replicas {
+			if m.Running() {
+				m.Stop()
+			}
+		}
+		balancer.Close()
+		if err := cluster.Manager.Start(); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, m := range replicas {
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var leader, follower *framework.Manager
+	eventually(t, "one replica leads", func() (bool, string) {
+		for i, m := range replicas {
+			if m.Leader() {
+				leader, follower = m, replicas[1-i]
+				return true, ""
+			}
+		}
+		return false, "no replica holds the lease"
+	})
+
+	want := map[string]annotations.Phase{}
+	apply := func(from, to int) {
+		for i := from; i < to; i++ {
+			run := fmt.Sprintf("r%02d", i)
+			objs, phases := faultRun(ns, run, i%4 == 3)
+			create(t, objs...)
+			maps.Copy(want, phases)
+		}
+	}
+	apply(0, 6)
+	time.Sleep(2 * time.Second)
+	leader.Kill()
+	killed := time.Now()
+	t.Logf("leader on %s killed; admission connections per replica so far: %v", leader.WebhookAddr, balancer.Served())
+	apply(6, 12) // admitted by the follower while it waits for the lease
+	eventually(t, "the follower leads", func() (bool, string) { return follower.Leader(), "it does not hold the lease" })
+	t.Logf("the follower took the lease %s after the kill", time.Since(killed).Round(time.Millisecond))
+	waitPhases(t, ns, want)
+	t.Logf("12 runs finished %s after the kill; connections per replica %v", time.Since(killed).Round(time.Millisecond), balancer.Served())
+	if balancer.Served()[follower.WebhookAddr] == 0 {
+		t.Errorf("the follower served no admission request: connections %v", balancer.Served())
+	}
 }

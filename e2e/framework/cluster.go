@@ -277,14 +277,15 @@ func (c *Cluster) newManager(log, webhookAddr, metricsAddr, healthAddr string) *
 }
 
 // NewManagerReplica makes (without starting it) one more replica of the
-// manager, as the chart's second pod, on ports of its own. The webhook
-// configurations keep calling the first.
-func (c *Cluster) NewManagerReplica() (*Manager, error) {
+// manager, as another pod of the chart's Deployment, on ports of its own
+// and logging to e2e-manager-<name>.log. The webhook configurations keep
+// calling the first.
+func (c *Cluster) NewManagerReplica(name string) (*Manager, error) {
 	addrs, err := freeAddrs(3)
 	if err != nil {
 		return nil, err
 	}
-	return c.newManager("e2e-manager-replica.log", addrs[0], addrs[1], addrs[2]), nil
+	return c.newManager("e2e-manager-"+name+".log", addrs[0], addrs[1], addrs[2]), nil
 }
 
 // ServiceAccountConfig returns a client configuration for the cluster in cfg
@@ -357,6 +358,19 @@ func (p *Process) Start() error {
 	}
 }
 
+// Running reports whether the process was started and has not exited.
+func (p *Process) Running() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
 // Kill ends the process abruptly (SIGKILL), as a crash or node loss would.
 func (p *Process) Kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
@@ -373,8 +387,9 @@ func (p *Process) Stop() {
 	}
 }
 
-// Metric returns the value of an unlabelled sample from the manager's
-// metrics endpoint, e.g. "sluice_task_releases_total".
+// Metric returns the value of a sample from the manager's metrics
+// endpoint, named with its labels as the endpoint writes them, e.g.
+// "sluice_task_releases_total" or `leader_election_master_status{name="x"}`.
 func (m *Manager) Metric(name string) (float64, error) {
 	resp, err := http.Get("http://" + m.MetricsAddr + "/metrics")
 	if err != nil {
@@ -391,6 +406,16 @@ func (m *Manager) Metric(name string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("metric %s not found", name)
+}
+
+// LeaderElectionID is the name of the manager's leader election Lease.
+const LeaderElectionID = "sluice-controller.sluice.dev"
+
+// Leader reports whether the manager holds the controller's lease, by its
+// own account (controller-runtime's leader_election_master_status).
+func (m *Manager) Leader() bool {
+	v, err := m.Metric(`leader_election_master_status{name="` + LeaderElectionID + `"}`)
+	return err == nil && v == 1
 }
 
 // Stop stops the manager and the scheduler and, unless SLUICE_E2E_KEEP is
