@@ -77,20 +77,8 @@ func TestManagerKilledAtRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	t.Logf("seed %d: %d runs of 10 steps, %d kills", seed, runs, kills)
 	ns, _ := setup(t)
-	want := map[string]annotations.Phase{}
-	outcomes := map[string]string{}
-	for i := range runs {
-		run := fmt.Sprintf("r%02d", i)
-		objs, phases := faultRun(ns, run, i%4 == 3)
-		create(t, objs...)
-		for k, v := range phases {
-			want[k] = v
-		}
-		outcomes[run] = "Succeeded"
-		if i%4 == 3 {
-			outcomes[run] = "Failed"
-		}
-	}
+	want, outcomes := map[string]annotations.Phase{}, map[string]string{}
+	applyFaultRuns(t, ns, 0, runs, want, outcomes)
 	start := time.Now()
 	for k := range kills {
 		up := time.Duration(500+rng.IntN(2500)) * time.Millisecond
@@ -105,7 +93,30 @@ func TestManagerKilledAtRandom(t *testing.T) {
 	}
 	waitPhases(t, ns, want)
 	t.Logf("%d runs finished %s after the first apply, through %d kills", runs, time.Since(start).Round(time.Millisecond), kills)
+	assertOutcomesOnce(t, ns, outcomes)
+}
 
+// applyFaultRuns creates runs r<from>..r<to-1> of faultRun (every fourth
+// failing), adding the phases they must end in to want and their outcomes
+// to outcomes.
+func applyFaultRuns(t *testing.T, ns string, from, to int, want map[string]annotations.Phase, outcomes map[string]string) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		run := fmt.Sprintf("r%02d", i)
+		objs, phases := faultRun(ns, run, i%4 == 3)
+		create(t, objs...)
+		maps.Copy(want, phases)
+		outcomes[run] = "Succeeded"
+		if i%4 == 3 {
+			outcomes[run] = "Failed"
+		}
+	}
+}
+
+// assertOutcomesOnce checks that each run's outcome was recorded once, on
+// one of its Jobs, as outcomes says.
+func assertOutcomesOnce(t *testing.T, ns string, outcomes map[string]string) {
+	t.Helper()
 	var jobs batchv1.JobList
 	if err := cluster.Client.List(context.Background(), &jobs, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
@@ -264,21 +275,13 @@ func TestLeaderKilled(t *testing.T) {
 		return false, "no replica holds the lease"
 	})
 
-	want := map[string]annotations.Phase{}
-	apply := func(from, to int) {
-		for i := from; i < to; i++ {
-			run := fmt.Sprintf("r%02d", i)
-			objs, phases := faultRun(ns, run, i%4 == 3)
-			create(t, objs...)
-			maps.Copy(want, phases)
-		}
-	}
-	apply(0, 6)
+	want, outcomes := map[string]annotations.Phase{}, map[string]string{}
+	applyFaultRuns(t, ns, 0, 6, want, outcomes)
 	time.Sleep(2 * time.Second)
 	leader.Kill()
 	killed := time.Now()
 	t.Logf("leader on %s killed; admission connections per replica so far: %v", leader.WebhookAddr, balancer.Served())
-	apply(6, 12) // admitted by the follower while it waits for the lease
+	applyFaultRuns(t, ns, 6, 12, want, outcomes) // admitted by the follower while it waits for the lease
 	eventually(t, "the follower leads", func() (bool, string) { return follower.Leader(), "it does not hold the lease" })
 	t.Logf("the follower took the lease %s after the kill", time.Since(killed).Round(time.Millisecond))
 	waitPhases(t, ns, want)
@@ -286,4 +289,5 @@ func TestLeaderKilled(t *testing.T) {
 	if balancer.Served()[follower.WebhookAddr] == 0 {
 		t.Errorf("the follower served no admission request: connections %v", balancer.Served())
 	}
+	assertOutcomesOnce(t, ns, outcomes)
 }

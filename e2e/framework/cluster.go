@@ -66,12 +66,15 @@ type Manager struct {
 	MetricsAddr, WebhookAddr string
 }
 
+// ClusterName is the e2e cluster's kwokctl name.
+const ClusterName = "sluice-e2e"
+
 // StartCluster brings up the e2e cluster (its own kwokctl cluster and state
 // directory, so it never disturbs the demo cluster) and a sluice manager.
 func StartCluster() (*Cluster, error) {
 	root := RepoRoot()
 	state := filepath.Join(root, ".kwok-e2e")
-	env := append(os.Environ(), "SLUICE_CLUSTER=sluice-e2e", "SLUICE_STATE_DIR="+state)
+	env := append(os.Environ(), "SLUICE_CLUSTER="+ClusterName, "SLUICE_STATE_DIR="+state)
 	// Always a fresh cluster: one kept from an earlier run (SLUICE_E2E_KEEP)
 	// may run an older scheduler or configuration.
 	down := exec.Command("bash", filepath.Join(root, "hack", "dev-down.sh"))
@@ -429,7 +432,7 @@ func (c *Cluster) Stop() error {
 		return nil
 	}
 	cmd := exec.Command("bash", filepath.Join(RepoRoot(), "hack", "dev-down.sh"))
-	cmd.Env = append(os.Environ(), "SLUICE_CLUSTER=sluice-e2e", "SLUICE_STATE_DIR="+c.stateDir) // as in StartCluster
+	cmd.Env = append(os.Environ(), "SLUICE_CLUSTER="+ClusterName, "SLUICE_STATE_DIR="+c.stateDir) // as in StartCluster
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
 }
