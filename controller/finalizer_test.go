@@ -143,9 +143,7 @@ func TestBarePodReleasedWithItsOutcome(t *testing.T) {
 	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "main", State: corev1.ContainerState{
 		Terminated: &corev1.ContainerStateTerminated{Message: "loss=0.25", FinishedAt: metav1.Now()}}}}
 	var releasedWith []string // the results on the pod after each patch that removed the finalizer
-	c := fake.NewClientBuilder().WithScheme(scheme.Scheme).
-		WithIndex(&batchv1.Job{}, RunIndex, IndexByRun).WithIndex(&corev1.Pod{}, RunIndex, IndexByRun).WithIndex(&corev1.Pod{}, JobIndex, IndexByJob).
-		WithObjects(pod).
+	c := indexedClient().WithObjects(pod).
 		WithInterceptorFuncs(interceptor.Funcs{Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
 			before := &corev1.Pod{}
 			if err := c.Get(ctx, client.ObjectKeyFromObject(obj), before); err != nil {

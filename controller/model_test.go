@@ -7,13 +7,10 @@ import (
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -28,10 +25,7 @@ type calls struct{ get, list, patch int }
 var callsMu sync.Mutex
 
 func countingClient(counts *calls, objs ...client.Object) client.Client {
-	return fake.NewClientBuilder().WithScheme(scheme.Scheme).
-		WithIndex(&batchv1.Job{}, RunIndex, IndexByRun).
-		WithIndex(&corev1.Pod{}, RunIndex, IndexByRun).
-		WithIndex(&corev1.Pod{}, JobIndex, IndexByJob).
+	return indexedClient().
 		WithStatusSubresource(&batchv1.Job{}).
 		WithObjects(objs...).
 		WithInterceptorFuncs(interceptor.Funcs{

@@ -26,12 +26,17 @@ import (
 	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
 )
 
-func newClient(objs ...client.Object) client.Client {
+// indexedClient is a fake client builder with the controller's indexes
+// (SetupIndexes).
+func indexedClient() *fake.ClientBuilder {
 	return fake.NewClientBuilder().WithScheme(scheme.Scheme).
 		WithIndex(&batchv1.Job{}, RunIndex, IndexByRun).
 		WithIndex(&corev1.Pod{}, RunIndex, IndexByRun).
-		WithIndex(&corev1.Pod{}, JobIndex, IndexByJob).
-		WithObjects(objs...).Build()
+		WithIndex(&corev1.Pod{}, JobIndex, IndexByJob)
+}
+
+func newClient(objs ...client.Object) client.Client {
+	return indexedClient().WithObjects(objs...).Build()
 }
 
 func completed(j *batchv1.Job) *batchv1.Job {
@@ -344,10 +349,7 @@ func TestBadResultsReasonSurvivesJobCompletion(t *testing.T) {
 func TestRunEndsOnceAcrossConflicts(t *testing.T) {
 	ctx := context.Background()
 	conflicted := false
-	c := fake.NewClientBuilder().WithScheme(scheme.Scheme).
-		WithIndex(&batchv1.Job{}, RunIndex, IndexByRun).
-		WithIndex(&corev1.Pod{}, RunIndex, IndexByRun).
-		WithIndex(&corev1.Pod{}, JobIndex, IndexByJob).
+	c := indexedClient().
 		WithObjects(
 			completed(utiltesting.MakeJob("a", "ml").Obj()),
 			// b's outcome is recorded already; only its results are still to
