@@ -55,9 +55,9 @@ func nothingToRead(p *corev1.Pod) bool {
 	return false
 }
 
-// releaseFinalizer removes sluice's results finalizer from a pod that
-// carries it, in the patch that edit makes, when the pod is no longer
-// kept. It reports whether it did.
+// releaseFinalizer removes sluice's results finalizer from pod p (in
+// memory, for the caller's patch) when p carries it and is no longer kept.
+// It reports whether it did.
 func releaseFinalizer(p *corev1.Pod, task client.Object) bool {
 	return controllerutil.ContainsFinalizer(p, annotations.ResultsFinalizer) && !podKept(p, task) &&
 		controllerutil.RemoveFinalizer(p, annotations.ResultsFinalizer)

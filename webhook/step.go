@@ -35,6 +35,9 @@ type step struct {
 	obj   metav1.Object
 	spec  *corev1.PodSpec
 	metas []*metav1.ObjectMeta
+	// pods is the metadata the step's pods get: a Job's template, or the
+	// Pod itself.
+	pods *metav1.ObjectMeta
 	// hold holds the step; held reports whether it is held, by the field
 	// at holdPath.
 	hold     func()
@@ -46,6 +49,7 @@ func jobStep(job *batchv1.Job) step {
 	return step{
 		kind: jobKind, obj: job, spec: &job.Spec.Template.Spec,
 		metas:    []*metav1.ObjectMeta{&job.ObjectMeta, &job.Spec.Template.ObjectMeta},
+		pods:     &job.Spec.Template.ObjectMeta,
 		hold:     func() { job.Spec.Suspend = ptr.To(true) },
 		held:     func() bool { return ptr.Deref(job.Spec.Suspend, false) },
 		holdPath: field.NewPath("spec", "suspend"),
@@ -58,6 +62,7 @@ func podStep(pod *corev1.Pod) step {
 	return step{
 		kind: podKind, obj: pod, spec: &pod.Spec,
 		metas:    []*metav1.ObjectMeta{&pod.ObjectMeta},
+		pods:     &pod.ObjectMeta,
 		hold:     func() { annotations.AddGate(&pod.Spec) },
 		held:     func() bool { return annotations.HasGate(&pod.Spec) },
 		holdPath: field.NewPath("spec", "schedulingGates"),
@@ -96,10 +101,8 @@ func (m mutator) mutate(ctx context.Context, s step) error {
 	if errs := mutateStep(s.spec, task, res, m.schedulerName); len(errs) > 0 {
 		return apierrors.NewInvalid(s.kind, s.obj.GetName(), errs)
 	}
-	// The last of metas is where the pods' metadata is: a Job's template,
-	// or the Pod itself.
-	if pods := s.metas[len(s.metas)-1]; !slices.Contains(pods.Finalizers, annotations.ResultsFinalizer) {
-		pods.Finalizers = append(pods.Finalizers, annotations.ResultsFinalizer)
+	if !slices.Contains(s.pods.Finalizers, annotations.ResultsFinalizer) {
+		s.pods.Finalizers = append(s.pods.Finalizers, annotations.ResultsFinalizer)
 	}
 	if task.Held() {
 		s.hold()
