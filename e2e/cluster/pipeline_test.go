@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 		if rss, err := p.PeakRSS(); err == nil {
 			fmt.Fprintf(os.Stderr, "%s peak RSS during the e2e run: %s\n", p.Binary, rss)
 		}
-		refused, err := p.Refusals()
+		refused, err := cluster.RefusalsOf(p)
 		if err != nil || len(refused) > 0 {
 			fmt.Fprintf(os.Stderr, "FAIL: %s (as its chart ServiceAccount) was refused requests (%v):\n%s\n", p.Binary, err, strings.Join(refused, "\n"))
 			code = 1

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,6 +47,9 @@ type Cluster struct {
 	Scheduler   *Process
 	stateDir    string
 	managerArgs []string // the chart's, without addresses
+
+	mu       sync.Mutex
+	restarts []window // when RestartAPIServer had the API server down
 }
 
 // Process is a binary from bin/ run by the tests; it is ready when its

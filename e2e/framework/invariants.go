@@ -101,8 +101,12 @@ func RecordInvariants(cfg *rest.Config, ns string, opts ...InvariantOption) (*Re
 		UpdateFunc: func(_, obj any) { r.observe(obj, false) },
 		DeleteFunc: func(obj any) { r.observe(obj, true) },
 	}
-	for _, inf := range []cache.SharedIndexInformer{f.Core().V1().Pods().Informer(), f.Batch().V1().Jobs().Informer()} {
+	for kind, inf := range map[string]cache.SharedIndexInformer{"Pod": f.Core().V1().Pods().Informer(), "Job": f.Batch().V1().Jobs().Informer()} {
 		if _, err := inf.AddEventHandler(handler); err != nil {
+			return nil, err
+		}
+		// Versions seen after a broken watch may show changes it missed.
+		if err := inf.SetWatchErrorHandler(func(*cache.Reflector, error) { r.history.watchBroke(kind) }); err != nil {
 			return nil, err
 		}
 	}

@@ -25,9 +25,19 @@ import (
 // treat resourceVersions as opaque; on a cluster with one etcd they are its
 // revisions, which order every write, and this checker relies on that.
 
+// A watch that breaks (the API server restarted, a connection dropped) may
+// miss writes until its informer lists again: the first version seen of an
+// object after that shows changes made at any write since the last event
+// the watch delivered. Such a version carries that resourceVersion as since,
+// and the rules date what it shows from just after it, never later than
+// it may have happened.
+
 // observation is one version of a task's object, reduced to what the rules read.
 type observation struct {
-	rv      uint64
+	rv uint64
+	// since is not 0 when the version was the first seen after a watch
+	// broke: what it shows happened after since, at rv at the latest.
+	since   uint64
 	deleted bool
 	phase   annotations.Phase // the sluice.dev/phase label ("" when absent)
 	held    bool              // a Job suspended, a Pod gated by sluice
@@ -46,10 +56,10 @@ type observation struct {
 
 // podObservation is one version of a pod of a Job task.
 type podObservation struct {
-	rv      uint64
-	name    string
-	phase   corev1.PodPhase
-	deleted bool
+	rv, since uint64 // as in observation
+	name      string
+	phase     corev1.PodPhase
+	deleted   bool
 }
 
 // taskHistory is every version observed of one task's object (one
@@ -78,10 +88,44 @@ type history struct {
 	tasks    map[types.UID]*taskHistory
 	jobPods  map[types.UID]map[types.UID][]podObservation // Job UID -> pod UID -> versions
 	versions int
+	watches  map[string]*watchState // by kind: Job, Pod
+	// breaksSeen is, per object, how many breaks of its watch had happened
+	// when it was last seen.
+	breaksSeen map[types.UID]int
+}
+
+// watchState is what the recorder knows of one informer's watch.
+type watchState struct {
+	lastRV  uint64 // the newest resourceVersion it delivered
+	breaks  int
+	gapFrom uint64 // lastRV when it last broke
 }
 
 func newHistory() *history {
-	return &history{tasks: map[types.UID]*taskHistory{}, jobPods: map[types.UID]map[types.UID][]podObservation{}}
+	return &history{tasks: map[types.UID]*taskHistory{}, jobPods: map[types.UID]map[types.UID][]podObservation{},
+		watches: map[string]*watchState{"Job": {}, "Pod": {}}, breaksSeen: map[types.UID]int{}}
+}
+
+// watchBroke records that the watch of kind (Job or Pod) ended with an error.
+func (h *history) watchBroke(kind string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w := h.watches[kind]
+	w.breaks++
+	w.gapFrom = w.lastRV
+}
+
+// since returns the since of a version of obj seen at rv through the watch
+// of kind (see observation), and notes the object seen.
+func (h *history) since(kind string, obj metav1.Object, rv uint64) uint64 {
+	w := h.watches[kind]
+	w.lastRV = max(w.lastRV, rv)
+	seen := h.breaksSeen[obj.GetUID()]
+	h.breaksSeen[obj.GetUID()] = w.breaks
+	if seen == w.breaks || rv <= w.gapFrom {
+		return 0
+	}
+	return w.gapFrom
 }
 
 // observe records one version of a Job or Pod; deleted marks the last one.
@@ -99,24 +143,26 @@ func (h *history) observe(obj metav1.Object, deleted bool) {
 			return
 		}
 		h.record(o, "Job", observation{
+			since:       h.since("Job", o, rv),
 			held:        ptr.Deref(o.Spec.Suspend, false),
 			status:      jobStatus(o),
 			onePod:      decidedByOnePod(o),
 			completions: completions(o),
 		}, rv, deleted)
 	case *corev1.Pod:
+		since := h.since("Pod", o, rv)
 		if job := annotations.JobOf(o); job != "" {
 			if h.jobPods[job] == nil {
 				h.jobPods[job] = map[types.UID][]podObservation{}
 			}
-			h.jobPods[job][o.UID] = append(h.jobPods[job][o.UID], podObservation{rv: rv, name: o.Name, phase: o.Status.Phase, deleted: deleted})
+			h.jobPods[job][o.UID] = append(h.jobPods[job][o.UID], podObservation{rv: rv, since: since, name: o.Name, phase: o.Status.Phase, deleted: deleted})
 			h.versions++
 			return
 		}
 		if !annotations.IsSluiceObject(o) {
 			return
 		}
-		h.record(o, "Pod", observation{held: annotations.HasGate(&o.Spec), status: podStatus(o)}, rv, deleted)
+		h.record(o, "Pod", observation{since: since, held: annotations.HasGate(&o.Spec), status: podStatus(o)}, rv, deleted)
 	}
 }
 
@@ -225,12 +271,16 @@ type outcomes struct {
 // outcomes reads when the task's outcome became known to whoever watches it:
 // its recorded phase, its object's status, a succeeded pod of a Job that
 // one pod decides, or its deletion before it finished (which the controller
-// counts as a failure).
+// counts as a failure). A version seen after a watch broke dates from just
+// after the break.
 func (h *taskHistory) outcomes() outcomes {
 	var o outcomes
-	mark := func(rv uint64, p annotations.Phase) {
+	mark := func(rv, since uint64, p annotations.Phase) {
 		if !p.Finished() {
 			return
+		}
+		if since != 0 {
+			rv = since + 1
 		}
 		first := func(at *uint64) {
 			if *at == 0 || rv < *at {
@@ -246,16 +296,16 @@ func (h *taskHistory) outcomes() outcomes {
 		}
 	}
 	for _, v := range h.versions {
-		mark(v.rv, v.phase)
-		mark(v.rv, v.status)
+		mark(v.rv, v.since, v.phase)
+		mark(v.rv, v.since, v.status)
 		if v.deleted && o.done == 0 {
-			mark(v.rv, annotations.PhaseFailed)
+			mark(v.rv, v.since, annotations.PhaseFailed)
 		}
 	}
 	for _, pod := range h.pods {
 		for _, p := range pod {
 			if p.phase == corev1.PodSucceeded && h.onePodAt(p.rv) {
-				mark(p.rv, annotations.PhaseSucceeded)
+				mark(p.rv, p.since, annotations.PhaseSucceeded)
 			}
 		}
 	}
@@ -320,8 +370,8 @@ func (h *taskHistory) sequence() []string {
 	prev := ""
 	for _, v := range h.versions {
 		s := v.describe(h.kind)
-		if s != prev {
-			lines = append(lines, fmt.Sprintf("%s %s rv=%d: %s", h.kind, h.ref, v.rv, s))
+		if s != prev || v.since != 0 {
+			lines = append(lines, fmt.Sprintf("%s %s rv=%d%s: %s", h.kind, h.ref, v.rv, afterGap(v.since), s))
 		}
 		prev = s
 	}
@@ -332,13 +382,21 @@ func (h *taskHistory) sequence() []string {
 			if p.deleted {
 				s = "deleted"
 			}
-			if len(phases) == 0 || !strings.HasPrefix(phases[len(phases)-1], s+"@") {
-				phases = append(phases, fmt.Sprintf("%s@%d", s, p.rv))
+			if len(phases) == 0 || !strings.HasPrefix(phases[len(phases)-1], s+"@") || p.since != 0 {
+				phases = append(phases, fmt.Sprintf("%s@%d%s", s, p.rv, afterGap(p.since)))
 			}
 		}
 		lines = append(lines, fmt.Sprintf("  pod %s: %s", h.pods[uid][0].name, strings.Join(phases, " -> ")))
 	}
 	return lines
+}
+
+// afterGap notes a version first seen after its watch broke at since.
+func afterGap(since uint64) string {
+	if since == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (first seen after a watch gap from rv=%d)", since)
 }
 
 func (v observation) describe(kind string) string {

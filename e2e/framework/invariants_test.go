@@ -55,6 +55,18 @@ func (f *fakeRun) update(name string, edits ...func(client.Object)) {
 	f.apply(obj)
 }
 
+// unseen applies edits to the named object as a write the recorder's
+// watch missed.
+func (f *fakeRun) unseen(name string, edits ...func(client.Object)) {
+	obj := f.objs[name].DeepCopyObject().(client.Object)
+	for _, e := range edits {
+		e(obj)
+	}
+	f.rv++
+	obj.SetResourceVersion(strconv.Itoa(f.rv))
+	f.objs[name] = obj
+}
+
 func (f *fakeRun) delete(name string) {
 	f.rv++
 	obj := f.objs[name].DeepCopyObject().(client.Object)
@@ -170,6 +182,47 @@ func TestInvariants(t *testing.T) {
 				f.update("a", condition(batchv1.JobComplete), phase(annotations.PhaseSucceeded))
 				f.succeed("b", outcome("Succeeded"))
 			},
+		},
+		"released on a pod's success that the broken pod watch missed, seen after it": {
+			history: func(f *fakeRun) {
+				f.apply(freeJob("a"))
+				f.apply(heldJob(job("b").After("a")))
+				f.apply(podOf("a", "a-pod"))
+				f.r.history.watchBroke("Pod")
+				f.unseen("a-pod", podPhase(corev1.PodSucceeded))
+				f.update("b", release)
+				f.update("a-pod", annotate("later", "write")) // the first version seen after the break
+				f.update("a", condition(batchv1.JobComplete), phase(annotations.PhaseSucceeded))
+				f.succeed("b", outcome("Succeeded"))
+			},
+		},
+		"a broken watch excuses nothing it delivered before it broke": {
+			history: func(f *fakeRun) {
+				f.apply(freeJob("a"))
+				f.apply(heldJob(job("b").After("a")))
+				f.apply(podOf("a", "a-pod"))
+				f.update("b", release)
+				f.update("a-pod", annotate("seen", "running"))
+				f.r.history.watchBroke("Pod")
+				f.update("a-pod", podPhase(corev1.PodSucceeded))
+				f.update("a", condition(batchv1.JobComplete), phase(annotations.PhaseSucceeded))
+				f.succeed("b", outcome("Succeeded"))
+			},
+			want: []Rule{RuleReleasedEarly},
+		},
+		"after a broken Job watch, a Job seen again unfinished is not excused later": {
+			history: func(f *fakeRun) {
+				f.apply(freeJob("a"))
+				f.apply(heldJob(job("b").After("a")))
+				f.apply(podOf("a", "a-pod"))
+				f.r.history.watchBroke("Job")
+				f.update("a", annotate("seen", "again")) // a's first version after the break: still running
+				f.update("b", release)
+				f.update("a-pod", podPhase(corev1.PodSucceeded))
+				f.update("a", condition(batchv1.JobComplete), phase(annotations.PhaseSucceeded))
+				f.succeed("b", outcome("Succeeded"))
+			},
+			want: []Rule{RuleReleasedEarly},
 		},
 		"a failure propagates down the chain": {
 			history: func(f *fakeRun) {
