@@ -88,7 +88,7 @@ func (m mutator) mutate(ctx context.Context, s step) error {
 	}
 	task, res, errs := parseStep(s.obj)
 	if len(errs) > 0 {
-		return apierrors.NewInvalid(s.kind, s.obj.GetName(), errs)
+		return invalid(s.kind, s.obj.GetName(), errs)
 	}
 	ctrl.LoggerFrom(ctx).V(4).Info("Mutating step", "kind", s.kind.Kind, "task", task.Name, "run", task.Run)
 	for _, meta := range s.metas {
@@ -99,7 +99,7 @@ func (m mutator) mutate(ctx context.Context, s step) error {
 	// nothing to write until it releases or finishes it.
 	s.metas[0].Labels[annotations.PhaseLabel] = string(task.InitialPhase())
 	if errs := mutateStep(s.spec, task, res, m.schedulerName); len(errs) > 0 {
-		return apierrors.NewInvalid(s.kind, s.obj.GetName(), errs)
+		return invalid(s.kind, s.obj.GetName(), errs)
 	}
 	if !slices.Contains(s.pods.Finalizers, annotations.ResultsFinalizer) {
 		s.pods.Finalizers = append(s.pods.Finalizers, annotations.ResultsFinalizer)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -67,7 +68,7 @@ func (v *validator) validateCreate(ctx context.Context, s step) (admission.Warni
 		errs = graphErrors(task, conflicts)
 	}
 	if len(errs) > 0 {
-		return nil, apierrors.NewInvalid(s.kind, obj.GetName(), errs)
+		return nil, invalid(s.kind, obj.GetName(), errs)
 	}
 	return append(resourceWarnings(s.spec, res), v.acceleratorWarnings(ctx, res)...), nil
 }
@@ -139,13 +140,13 @@ func (v *validator) validateUpdate(ctx context.Context, oldStep, s step) (admiss
 			"is immutable after creation (was "+quoteOrUnset(oldV, hadOld)+", now "+quoteOrUnset(newV, hasNew)+"); delete and recreate the object to change its place in the pipeline"))
 	}
 	if len(errs) > 0 {
-		return nil, apierrors.NewInvalid(kind, name, errs)
+		return nil, invalid(kind, name, errs)
 	}
 	if !annotations.IsSluiceObject(obj) {
 		return nil, nil
 	}
 	if _, _, perrs := parseStep(obj); len(perrs) > 0 {
-		return nil, apierrors.NewInvalid(kind, name, perrs)
+		return nil, invalid(kind, name, perrs)
 	}
 	return nil, nil
 }
@@ -162,5 +163,5 @@ func quoteOrUnset(v string, set bool) string {
 	if !set {
 		return "unset"
 	}
-	return `"` + v + `"`
+	return strconv.Quote(shorten(v, maxShownValue))
 }

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/annotations"
+	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
 	"github.com/sluice-dev/sluice/e2e/framework"
 )
 
@@ -70,8 +73,8 @@ func refused(t *testing.T, what string, err error, want ...string) {
 // TestUserIdentities: a user allowed Jobs and Pods in namespace A only. It
 // cannot touch a run in namespace B, cannot write what only the controller
 // writes (phase, results, reason, run-outcome; a phase it gives at creation
-// is replaced by the webhook's) nor release a held step,
-// cannot reference another namespace's task; a run of the same name in A
+// is replaced by the webhook's) nor release a held step (unsuspend a Job,
+// take sluice's gate off a bare Pod; her own gate is hers), cannot reference another namespace's task; a run of the same name in A
 // is a run of its own, and the webhook injects only A's own claim. B's run
 // finishes as if A's user did not exist.
 func TestUserIdentities(t *testing.T) {
@@ -146,15 +149,104 @@ func TestUserIdentities(t *testing.T) {
 	held.Spec.Suspend = ptr.To(false)
 	refused(t, "unsuspending the held step", alice.Patch(ctx, held, client.MergeFrom(down)), "spec.suspend", `sluice holds task "second"`, aliceName)
 
+	// A held bare Pod: she cannot take sluice's scheduling gate off it,
+	// neither with a patch nor with an update that keeps only her own gate.
+	gated := utiltesting.MakePod("third", nsA).Label(annotations.RunLabel, "r").After("second").
+		Gate("example.com/hers").Annotation("sim.sluice.dev/duration", "0s").Obj()
+	if err := alice.Create(ctx, gated); err != nil {
+		t.Fatalf("alice creating a bare Pod step: %v", err)
+	}
+	if !annotations.HasGate(&gated.Spec) {
+		t.Fatalf("bare Pod step %s has gates %v, want sluice's %s", gated.Name, gated.Spec.SchedulingGates, annotations.UpstreamGate)
+	}
+	ungated := gated.DeepCopy()
+	ungated.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/hers"}}
+	refused(t, "removing sluice's gate", alice.Patch(ctx, ungated, client.MergeFrom(gated)),
+		"spec.schedulingGates", `sluice holds task "third"`, aliceName)
+	latest := &corev1.Pod{}
+	if err := alice.Get(ctx, client.ObjectKeyFromObject(gated), latest); err != nil {
+		t.Fatal(err)
+	}
+	latest.Spec.SchedulingGates = ungated.Spec.SchedulingGates
+	refused(t, "updating the Pod without sluice's gate", alice.Update(ctx, latest),
+		"spec.schedulingGates", `sluice holds task "third"`, aliceName)
+	// Her own gate is hers to remove; sluice's stays until second succeeds.
+	if err := alice.Get(ctx, client.ObjectKeyFromObject(gated), latest); err != nil {
+		t.Fatal(err)
+	}
+	own := latest.DeepCopy()
+	own.Spec.SchedulingGates = slices.DeleteFunc(own.Spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == "example.com/hers" })
+	if err := alice.Patch(ctx, own, client.MergeFrom(latest)); err != nil {
+		t.Errorf("alice removing her own gate %s: %v", "example.com/hers", err)
+	}
+
 	want := map[string]annotations.Phase{"first": annotations.PhaseSucceeded, "second": annotations.PhaseSucceeded}
 	waitPhases(t, nsB, want)
-	waitPhases(t, nsA, want)
-	for _, ns := range []string{nsA, nsB} {
-		if got := phases(t, ns); len(got) != 2 {
-			t.Errorf("namespace %s has tasks %v, want first and second only", ns, got)
-		}
+	waitPhases(t, nsA, map[string]annotations.Phase{"first": annotations.PhaseSucceeded, "second": annotations.PhaseSucceeded, "third": annotations.PhaseSucceeded})
+	if got := phases(t, nsB); len(got) != 2 {
+		t.Errorf("namespace %s has tasks %v, want first and second only", nsB, got)
 	}
 	if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: nsB, Name: "intruder"}, job("intruder", nsB).Obj()); !apierrors.IsNotFound(err) {
 		t.Errorf("B's intruder: %v, want not found", err)
 	}
+}
+
+// TestBadAnnotations: oversized, deeply nested and binary-garbage values of
+// sluice's keys, sent through the real API server (which JSON-encodes what a
+// client gives it, as any client would): each step is refused with a message
+// that names the key, the manager serves on without a restart, and a run
+// that executes throughout finishes as if nothing had happened.
+func TestBadAnnotations(t *testing.T) {
+	ctx := context.Background()
+	ns, _ := setup(t)
+	create(t,
+		job("up", ns).Outputs("data:Dataset").Sim("duration", "4s").Obj(),
+		job("down", ns).Inputs("data=up.data").Obj(),
+	)
+	nestedWhen := strings.Repeat("(", 5000) + "true" + strings.Repeat(")", 5000)
+	garbage := "\x00\x01\x7f\xfe\xff\x80\"\\{"
+	cases := []struct {
+		name, key, value string
+		label            bool
+		want             string // besides the key, or "" for the key alone
+	}{
+		{name: "an after list of 200,000 names", key: annotations.AfterAnnotation, value: strings.Repeat("a,", 100_000) + "a"},
+		{name: "a when nested 5,000 deep", key: annotations.WhenAnnotation, value: nestedWhen},
+		{name: "a when of 100,000 terms", key: annotations.WhenAnnotation, value: strings.Repeat("true && ", 100_000) + "true"},
+		{name: "binary inputs", key: annotations.InputsAnnotation, value: garbage + "=up.data"},
+		{name: "binary outputs", key: annotations.OutputsAnnotation, value: garbage},
+		{name: "binary after", key: annotations.AfterAnnotation, value: garbage},
+		{name: "binary gpu count", key: annotations.GPUAnnotation, value: garbage},
+		{name: "binary accelerator", key: annotations.AcceleratorAnnotation, value: "a100" + garbage},
+		{name: "binary memory", key: annotations.MemoryAnnotation, value: "1Gi" + garbage},
+		{name: "binary start deadline", key: annotations.StartDeadlineAnnotation, value: garbage},
+		{name: "binary trigger", key: annotations.TriggerAnnotation, value: garbage},
+		{name: "binary run label", key: annotations.RunLabel, value: garbage, label: true},
+		{name: "binary group label", key: annotations.GroupLabel, value: garbage, label: true},
+		// Over the API server's own 256 KiB for all annotations: it refuses
+		// the object after sluice's webhook has mutated it.
+		{name: "annotations over 256 KiB", key: "example.com/blob", value: strings.Repeat("x", 300_000), want: "Too long"},
+	}
+	for i, tc := range cases {
+		w := job(fmt.Sprintf("bad-%02d", i), ns).After("up")
+		if tc.label {
+			w.Label(tc.key, tc.value)
+		} else {
+			w.Annotation(tc.key, tc.value)
+		}
+		err := cluster.Client.Create(ctx, w.Obj())
+		want := []string{tc.key}
+		if tc.want != "" {
+			want = []string{tc.want}
+		}
+		refused(t, tc.name, err, want...)
+	}
+	if !cluster.Manager.Running() {
+		t.Fatal("the manager exited while refusing bad annotations")
+	}
+	waitPhases(t, ns, map[string]annotations.Phase{"up": annotations.PhaseSucceeded, "down": annotations.PhaseSucceeded})
+	if got := phases(t, ns); len(got) != 2 {
+		t.Errorf("namespace %s has tasks %v, want up and down only", ns, got)
+	}
+	t.Logf("%d bad values refused", len(cases))
 }
