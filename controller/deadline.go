@@ -49,12 +49,23 @@ func (r *RunReconciler) applyStartDeadline(task *annotations.Task, obj client.Ob
 	if since, err := time.Parse(time.RFC3339, obj.GetAnnotations()[annotations.BlockedSinceAnnotation]); err == nil && since.Before(now) {
 		s.blockedSince = since
 	}
+	// A task waiting for its run volume is looked at again every
+	// provisioningTTL: what its provisioner says comes in Events, which
+	// nothing here watches.
+	var again time.Time
+	if strings.HasPrefix(s.reason, volumePrefix) {
+		again = now.Add(provisioningTTL)
+	}
 	limit := r.startDeadline(task)
 	if limit <= 0 {
+		s.deadline = again
 		return
 	}
 	if at := s.blockedSince.Add(limit); now.Before(at) {
 		s.deadline = at
+		if !again.IsZero() && again.Before(at) {
+			s.deadline = again
+		}
 		return
 	}
 	s.phase, s.finishedAt, s.stop = annotations.PhaseFailed, now, true

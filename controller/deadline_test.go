@@ -185,3 +185,78 @@ func TestStartDeadlineFailsAnUnscheduledPod(t *testing.T) {
 			recordedPhase(s), s.Annotations[annotations.BlockedSinceAnnotation], s.Status.Phase)
 	}
 }
+
+// A released step whose pod waits for its run volume is looked at again
+// every provisioningTTL, not only at its deadline: the provisioner's
+// failure, which comes as an Event, shows in its reason within that time.
+// Either the scheduler has said the pod is unschedulable for the claim, or
+// it holds the pod without a word while the claim is provisioned for the
+// node it chose (WaitForFirstConsumer): then nothing shows until the
+// provisioner fails.
+func TestVolumeReasonLookedAtAgain(t *testing.T) {
+	const failed = "volume sluice-p (ReadWriteMany): provisioner rancher.io/local-path: NodePath only supports ReadWriteOnce"
+	for name, tc := range map[string]struct {
+		unschedulable bool
+		before        string // the reason before the provisioner said anything
+	}{
+		"unschedulable for the claim":     {unschedulable: true, before: "volume sluice-p: the claim is Pending (StorageClass \"local-path\", provisioner rancher.io/local-path, access mode [ReadWriteMany]): `kubectl describe pvc sluice-p` shows why"},
+		"held while the claim provisions": {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t0 := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+			p := utiltesting.MakePod("write", "ml").Label(annotations.RunLabel, "p").Label(annotations.PhaseLabel, "Running").
+				Annotation(annotations.OutputsAnnotation, "data:Dataset").Phase(corev1.PodPending).Obj()
+			pvc := (&RunReconciler{}).volumeFor("ml", "p", "p")
+			pvc.UID, pvc.Spec.StorageClassName = "claim-uid", ptr.To("local-path")
+			pvc.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
+			pvc.Status.Phase = corev1.ClaimPending
+			if tc.unschedulable {
+				p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+					Message: "0/6 nodes are available: pod has unbound immediate PersistentVolumeClaims."}}
+			} else {
+				pvc.Annotations = map[string]string{selectedNodeAnnotation: "sluice-real-1"}
+			}
+			c := eventsClient(p, pvc, class("local-path", "rancher.io/local-path", true, time.Hour)).Build()
+			clk := &clock{t0}
+			r := deadlineReconciler(c, clk, time.Hour)
+			r.events = c
+			if !tc.unschedulable {
+				// Before the scheduler chose a node: nothing to say yet,
+				// but the claim is looked at again.
+				pvc.Annotations = nil
+				if err := c.Update(context.Background(), pvc); err != nil {
+					t.Fatal(err)
+				}
+				if got := reconcileAt(t, r); got != provisioningTTL {
+					t.Errorf("no node chosen: requeue after %s, want %s", got, provisioningTTL)
+				}
+				pvc.Annotations = map[string]string{selectedNodeAnnotation: "sluice-real-1"}
+				if err := c.Update(context.Background(), pvc); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := reconcileAt(t, r); got != provisioningTTL {
+				t.Errorf("requeue after %s, want %s (not the hour of the deadline)", got, provisioningTTL)
+			}
+			if got := getPod(t, c, "write").Annotations[annotations.ReasonAnnotation]; got != tc.before {
+				t.Errorf("reason before the provisioner said anything = %q, want %q", got, tc.before)
+			}
+			if err := c.Create(context.Background(), claimEvent("failed", "claim-uid", provisioningFailedReason, "NodePath only supports ReadWriteOnce", 0)); err != nil {
+				t.Fatal(err)
+			}
+			clk.t = t0.Add(provisioningTTL)
+			if got := reconcileAt(t, r); got != provisioningTTL {
+				t.Errorf("requeue after %s, want %s", got, provisioningTTL)
+			}
+			if got := getPod(t, c, "write").Annotations[annotations.ReasonAnnotation]; got != failed {
+				t.Errorf("reason = %q, want %q", got, failed)
+			}
+			// And it fails with those words at its deadline.
+			clk.t = t0.Add(provisioningTTL + time.Hour) // blocked since the provisioner said no, at the latest
+			reconcileAt(t, r)
+			if got := getPod(t, c, "write").Annotations[annotations.ReasonAnnotation]; got != "did not start within 1h0m0s: "+failed {
+				t.Errorf("at the deadline, reason = %q", got)
+			}
+		})
+	}
+}

@@ -78,6 +78,10 @@ type RunReconciler struct {
 	now      func() time.Time
 	deleted  *deletedTasks
 	inbox    *inbox
+	// events reads Events from the API server, uncached (SetupWithManager
+	// sets it): a pending artifact volume's reason quotes its provisioner.
+	events       client.Reader
+	provisioning provisioningFailures
 
 	mu     sync.Mutex
 	models map[types.NamespacedName]*runModel
@@ -99,6 +103,9 @@ func NewRunReconciler(c client.Client, recorder events.EventRecorder, opts Optio
 func (r *RunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
+	}
+	if r.events == nil {
+		r.events = mgr.GetAPIReader()
 	}
 	registerMetrics(mgr.GetCache())
 	sluiceOnly := builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool { return annotations.RunOf(obj) != "" }))
@@ -464,12 +471,24 @@ func (r *RunReconciler) observeTask(ctx context.Context, task *annotations.Task,
 	case *corev1.Pod:
 		s = observePod(task, o)
 	}
-	if strings.HasPrefix(s.reason, pendingPrefix) && task.NeedsVolume() {
-		if v := r.volumeReason(ctx, obj.GetNamespace(), task.Run, s.reason); v != "" {
-			s.reason = oneLine(v)
+	provisioning := false
+	if task.NeedsVolume() && s.phase == annotations.PhaseRunning {
+		switch {
+		case strings.HasPrefix(s.reason, pendingPrefix):
+			if v := r.volumeReason(ctx, obj.GetNamespace(), task.Run, s.reason); v != "" {
+				s.reason = oneLine(v)
+			}
+		case !isBlockedReason(s.reason) && awaitingBinding(s.pods):
+			var v string
+			if v, provisioning = r.bindingReason(ctx, obj.GetNamespace(), task.Run); v != "" {
+				s.reason = oneLine(v)
+			}
 		}
 	}
 	r.applyStartDeadline(task, obj, s)
+	if provisioning && s.deadline.IsZero() {
+		s.deadline = r.now().Add(provisioningTTL) // look for the provisioner's answer again
+	}
 	if recordedPhase(obj) == s.phase && s.phase.Finished() {
 		// The outcome was recorded with its reason (which may say that the
 		// results did not parse); later status changes, such as the Job's

@@ -43,8 +43,9 @@ type taskState struct {
 	// to start (zero while nothing blocks it); it is recorded with the
 	// reason that says why.
 	blockedSince time.Time
-	// deadline is when the blocked task fails its start deadline unless it
-	// starts first (zero: no deadline pending).
+	// deadline is when the blocked task is looked at again though nothing
+	// about it changed: when it fails its start deadline unless it starts
+	// first, or sooner, when its reason may change (zero: never).
 	deadline time.Time
 	// stop is set on a task that failed its start deadline: recording its
 	// phase also stops its step, so that it cannot start later.

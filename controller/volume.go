@@ -3,12 +3,17 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/annotations"
@@ -178,6 +183,165 @@ func (r *RunReconciler) volumeReason(ctx context.Context, ns, run, pending strin
 	case sc == nil:
 		return fmt.Sprintf("volume %s: the claim names no StorageClass and the cluster has no default one, so it stays Pending", pvc.Name)
 	}
+	if msg := r.provisioningFailure(ctx, &pvc); msg != "" {
+		return provisionerSays(&pvc, sc.Provisioner, msg)
+	}
 	return fmt.Sprintf("volume %s: the claim is Pending (StorageClass %q, provisioner %s, access mode %v): `kubectl describe pvc %s` shows why",
 		pvc.Name, sc.Name, sc.Provisioner, pvc.Spec.AccessModes, pvc.Name)
+}
+
+// accessModes lists the claim's access modes, comma-separated.
+func accessModes(pvc *corev1.PersistentVolumeClaim) string {
+	modes := make([]string, len(pvc.Spec.AccessModes))
+	for i, m := range pvc.Spec.AccessModes {
+		modes[i] = string(m)
+	}
+	return strings.Join(modes, ",")
+}
+
+// selectedNodeAnnotation is set on a claim by the scheduler when it has
+// chosen a node for a pod whose claim waits for its first consumer: the
+// claim is then provisioned for that node.
+const selectedNodeAnnotation = "volume.kubernetes.io/selected-node"
+
+// awaitingBinding reports whether the newest unfinished pod of pods is held
+// by the scheduler without a word: not bound to a node, not reported
+// unschedulable. The scheduler holds a pod so while the volume it waits for
+// is provisioned on the node it chose, and reports nothing (for up to its
+// bind timeout, 10 minutes by default) when the provisioner fails.
+func awaitingBinding(pods []*corev1.Pod) bool {
+	var newest *corev1.Pod
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodPending && p.DeletionTimestamp == nil &&
+			(newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp)) {
+			newest = p
+		}
+	}
+	if newest == nil || newest.Spec.NodeName != "" {
+		return false
+	}
+	return !slices.ContainsFunc(newest.Status.Conditions, func(c corev1.PodCondition) bool {
+		return c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse
+	})
+}
+
+// bindingReason says why a released task's pod that the scheduler holds
+// waits for the run's artifact volume: provisioning is under way for the
+// node the scheduler chose (the claim is Pending with a selected node), and
+// the provisioner has reported a failure. provisioning says that the claim
+// is still Pending, so that this may change without the pod changing (the
+// scheduler chooses the node on the claim, the provisioner answers in an
+// Event): look again later.
+func (r *RunReconciler) bindingReason(ctx context.Context, ns, run string) (reason string, provisioning bool) {
+	var pvc corev1.PersistentVolumeClaim
+	if err := r.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: annotations.RunVolumeName(run)}, &pvc); err != nil ||
+		pvc.Status.Phase != corev1.ClaimPending {
+		return "", false
+	}
+	if pvc.Annotations[selectedNodeAnnotation] == "" {
+		return "", true // no node chosen yet: nothing to provision
+	}
+	msg := r.provisioningFailure(ctx, &pvc)
+	if msg == "" {
+		return "", true
+	}
+	provisioner := "of the claim"
+	if sc, err := r.storageClass(ctx, pvc.Spec.StorageClassName); err == nil && sc != nil {
+		provisioner = sc.Provisioner
+	}
+	return provisionerSays(&pvc, provisioner, msg), true
+}
+
+// provisionerSays is the reason of a task whose run volume its provisioner
+// failed to provision: short around the provisioner's words, which name the
+// class, so that the whole reason, with a start deadline's prefix, fits in
+// 256 bytes.
+func provisionerSays(pvc *corev1.PersistentVolumeClaim, provisioner, msg string) string {
+	return fmt.Sprintf("volume %s (%s): provisioner %s: %s", pvc.Name, accessModes(pvc), provisioner, msg)
+}
+
+// provisioningFailedReason is the reason of the Warning event a provisioner
+// (external or in-tree) writes on a claim it failed to provision.
+const provisioningFailedReason = "ProvisioningFailed"
+
+// provisioningTTL is how long a claim's provisioning failure, once read, is
+// reused: many tasks of a run wait for one claim, and each observation of
+// one would otherwise list the claim's events again.
+const provisioningTTL = 10 * time.Second
+
+// provisioningFailures remembers, per claim UID, the newest provisioning
+// failure read from the API server and when it was read.
+type provisioningFailures struct {
+	mu   sync.Mutex
+	read map[types.UID]provisioningFailure
+}
+
+type provisioningFailure struct {
+	msg string
+	at  time.Time
+}
+
+// provisioningFailure returns the message of the newest ProvisioningFailed
+// event on pvc, in the provisioner's own words, or "" when there is none or
+// the events cannot be read. Events are read from the API server (sluice
+// keeps no cache of them), at most once per claim per provisioningTTL.
+func (r *RunReconciler) provisioningFailure(ctx context.Context, pvc *corev1.PersistentVolumeClaim) string {
+	if r.events == nil {
+		return ""
+	}
+	now := r.now()
+	f := &r.provisioning
+	f.mu.Lock()
+	if got, ok := f.read[pvc.UID]; ok && now.Sub(got.at) < provisioningTTL {
+		f.mu.Unlock()
+		return got.msg
+	}
+	f.mu.Unlock()
+	var list corev1.EventList
+	if err := r.events.List(ctx, &list, client.InNamespace(pvc.Namespace),
+		client.MatchingFields{"involvedObject.uid": string(pvc.UID)}); err != nil {
+		ctrl.LoggerFrom(ctx).V(1).Info("reading the events of an artifact volume", "claim", pvc.Name, "error", err)
+		return ""
+	}
+	var newest *corev1.Event
+	for i := range list.Items {
+		e := &list.Items[i]
+		if e.Reason != provisioningFailedReason || e.InvolvedObject.Kind != "PersistentVolumeClaim" {
+			continue
+		}
+		if newest == nil || eventTime(newest).Before(eventTime(e)) {
+			newest = e
+		}
+	}
+	msg := ""
+	if newest != nil {
+		msg = newest.Message
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.read == nil {
+		f.read = map[types.UID]provisioningFailure{}
+	}
+	for uid, got := range f.read {
+		if now.Sub(got.at) >= provisioningTTL {
+			delete(f.read, uid)
+		}
+	}
+	f.read[pvc.UID] = provisioningFailure{msg: msg, at: now}
+	return msg
+}
+
+// eventTime is when an event last happened, by whichever of its times its
+// writer set (core/v1 recorders set lastTimestamp, events.k8s.io ones
+// eventTime or a series).
+func eventTime(e *corev1.Event) time.Time {
+	switch {
+	case e.Series != nil && !e.Series.LastObservedTime.IsZero():
+		return e.Series.LastObservedTime.Time
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
 }

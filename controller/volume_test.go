@@ -8,10 +8,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/sluice-dev/sluice/annotations"
 )
@@ -85,8 +87,10 @@ func TestVolumeReason(t *testing.T) {
 		}
 		pvc.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
 		pvc.Status.Phase = corev1.ClaimPending
+		pvc.UID = "claim-uid"
 		return pvc
 	}
+	const rwxOnly = `failed to provision volume with StorageClass "local-path": NodePath only supports ReadWriteOnce and ReadWriteOncePod (1.22+) access modes`
 	bound := claim("local-path")
 	bound.Status.Phase = corev1.ClaimBound
 	const unbound = "0/6 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: ..."
@@ -107,17 +111,82 @@ func TestVolumeReason(t *testing.T) {
 			objs: []client.Object{claim("local-path"), class("local-path", "rancher.io/local-path", true, time.Hour)}, pending: unbound,
 			want: "volume sluice-r: the claim is Pending (StorageClass \"local-path\", provisioner rancher.io/local-path, access mode [ReadWriteMany]): `kubectl describe pvc sluice-r` shows why",
 		},
+		"pending with the provisioner's failure: the newest, in its words": {
+			objs: []client.Object{claim("local-path"), class("local-path", "rancher.io/local-path", true, time.Hour),
+				claimEvent("old", "claim-uid", provisioningFailedReason, "an older failure", 2*time.Minute),
+				claimEvent("new", "claim-uid", provisioningFailedReason, rwxOnly, time.Minute),
+				claimEvent("waiting", "claim-uid", "ExternalProvisioning", "Waiting for a volume to be created", 0),
+				claimEvent("earlier-claim", "other-uid", provisioningFailedReason, "a claim of the same name, deleted", 0),
+			},
+			pending: unbound,
+			want:    `volume sluice-r (ReadWriteMany): provisioner rancher.io/local-path: ` + rwxOnly,
+		},
 		"bound claim: the scheduler's words stay":  {objs: []client.Object{bound}, pending: unbound},
 		"not about volumes":                        {objs: []client.Object{claim("no-such-class")}, pending: "0/6 nodes are available: 6 Insufficient cpu."},
 		"no claim yet: the scheduler's words stay": {pending: unbound},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(tc.objs...).Build()
+			c := eventsClient(tc.objs...).Build()
 			r := NewRunReconciler(c, events.NewFakeRecorder(10), Options{})
+			r.events = c
 			if got := r.volumeReason(context.Background(), "ml", "r", tc.pending); got != tc.want {
 				t.Errorf("volumeReason = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// eventsClient is a fake client with the controller's indexes that also
+// serves the field selector the controller lists a claim's events with.
+func eventsClient(objs ...client.Object) *fake.ClientBuilder {
+	return indexedClient().WithObjects(objs...).
+		WithIndex(&corev1.Event{}, "involvedObject.uid", func(o client.Object) []string {
+			return []string{string(o.(*corev1.Event).InvolvedObject.UID)}
+		})
+}
+
+// claimEvent is an event on the claim of UID uid (named sluice-r; the
+// controller finds a claim's events by UID) that last happened ago.
+func claimEvent(name, uid, reason, msg string, ago time.Duration) *corev1.Event {
+	return &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Namespace: "ml", Name: name},
+		InvolvedObject: corev1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: "ml", Name: annotations.RunVolumeName("r"), UID: types.UID(uid)},
+		Reason:         reason, Message: msg, Type: corev1.EventTypeWarning,
+		LastTimestamp: metav1.NewTime(time.Now().Add(-ago)),
+	}
+}
+
+// TestProvisioningFailureReadOncePerTTL: many tasks waiting for one claim
+// list its events once per provisioningTTL, and a failure written later is
+// seen after it.
+func TestProvisioningFailureReadOncePerTTL(t *testing.T) {
+	ctx := context.Background()
+	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: annotations.RunVolumeName("r"), UID: "claim-uid"}}
+	lists := 0
+	c := eventsClient().WithInterceptorFuncs(interceptor.Funcs{
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			lists++
+			return c.List(ctx, list, opts...)
+		},
+	}).Build()
+	r := NewRunReconciler(c, events.NewFakeRecorder(10), Options{})
+	r.events = c
+	now := time.Now()
+	r.now = func() time.Time { return now }
+	for range 100 {
+		if got := r.provisioningFailure(ctx, pvc); got != "" {
+			t.Fatalf("provisioningFailure = %q before any event, want empty", got)
+		}
+	}
+	if lists != 1 {
+		t.Errorf("100 observations listed the claim's events %d times, want 1", lists)
+	}
+	if err := c.Create(ctx, claimEvent("failed", "claim-uid", provisioningFailedReason, "no space", 0)); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(provisioningTTL)
+	if got := r.provisioningFailure(ctx, pvc); got != "no space" || lists != 2 {
+		t.Errorf("after the TTL: provisioningFailure = %q with %d lists, want \"no space\" with 2", got, lists)
 	}
 }

@@ -309,7 +309,7 @@ var allowedVerbs = map[string][]string{
 	"/nodes":                        {"get", "list", "watch"},
 	"storage.k8s.io/storageclasses": {"get", "list", "watch"},
 	"events.k8s.io/events":          {"create", "patch"},
-	"/events":                       {"create", "patch"},
+	"/events":                       {"create", "patch", "list"},
 	"coordination.k8s.io/leases":    {"get", "update", "create"},
 	"/secrets":                      {"get", "update"},
 	"admissionregistration.k8s.io/mutatingwebhookconfigurations":   {"get", "update"},

@@ -11,12 +11,15 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluice-dev/sluice/annotations"
 	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
+	"github.com/sluice-dev/sluice/controller"
 	"github.com/sluice-dev/sluice/e2e/framework"
 )
 
@@ -428,6 +431,46 @@ func TestRealClaimNotServed(t *testing.T) {
 	waitReason(t, ns, "write", "the volume and its missing class named", func(r string) bool {
 		return r == `volume sluice-r: StorageClass "no-such-class" does not exist, so the claim stays Pending and the pod unscheduled`
 	})
+}
+
+// TestRealClaimRefusedByProvisioner: a class whose provisioner refuses the
+// access mode sluice asks for (local-path serves ReadWriteOnce only; the
+// class says ReadWriteMany): the released task's reason quotes the
+// provisioner's own error from the claim's events, the task fails with it
+// at its start deadline, and its downstream does not run.
+func TestRealClaimRefusedByProvisioner(t *testing.T) {
+	ctx := context.Background()
+	ns, _ := setup(t)
+	class := &storagev1.StorageClass{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        ns + "-rwx",
+			Annotations: map[string]string{controller.AccessModeAnnotation: string(corev1.ReadWriteMany)},
+		},
+		Provisioner:       "rancher.io/local-path",
+		VolumeBindingMode: ptr.To(storagev1.VolumeBindingWaitForFirstConsumer),
+	}
+	if err := cluster.Client.Create(ctx, class); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), class) })
+	create(t,
+		realJob("write", ns, `true`).Outputs("data:Dataset").
+			Annotation(annotations.StorageClassAnnotation, class.Name).
+			Annotation(annotations.StartDeadlineAnnotation, "30s").Obj(),
+		realJob("read", ns, `true`).Inputs("data=write.data").Obj(),
+	)
+	want := fmt.Sprintf(`volume sluice-r (ReadWriteMany): provisioner rancher.io/local-path: failed to provision volume with StorageClass %q: `, class.Name)
+	waitReason(t, ns, "write", "the provisioner's error quoted", func(r string) bool {
+		return strings.HasPrefix(r, want) && strings.HasSuffix(r, "ReadWriteOnce and ReadWriteOncePod (1.22+) access modes")
+	})
+	waitPhases(t, ns, map[string]annotations.Phase{"write": annotations.PhaseFailed, "read": annotations.PhaseUpstreamFailed})
+	var j batchv1.Job
+	if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "write"}, &j); err != nil {
+		t.Fatal(err)
+	}
+	if r := j.Annotations[annotations.ReasonAnnotation]; !strings.HasPrefix(r, "did not start within 30s: "+want) || strings.HasSuffix(r, "...") {
+		t.Errorf("write failed with reason %q, want the deadline's and the provisioner's whole error (%q...)", r, want)
+	}
 }
 
 // TestSluiceImages: sluice's own images, built without a container engine
