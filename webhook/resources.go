@@ -17,6 +17,9 @@ import (
 // mainContainer returns the index of the step's main container: the one
 // sluice.dev/container names, or the first.
 func mainContainer(spec *corev1.PodSpec, res annotations.Resources) (int, *field.Error) {
+	if len(spec.Containers) == 0 {
+		return 0, field.Required(field.NewPath("spec", "containers"), "the step has no container to give its sluice resources to")
+	}
 	if res.Container == "" {
 		return 0, nil
 	}

@@ -95,6 +95,7 @@ func TestBadAdmissionReviews(t *testing.T) {
 		"oversized annotation":        review("Job", admissionv1.Create, job(map[string]string{annotations.AfterAnnotation: strings.Repeat("a,", 300_000) + "a"}), nil),
 		"oversized condition":         review("Job", admissionv1.Create, job(map[string]string{annotations.WhenAnnotation: strings.Repeat("true && ", 30_000) + "true"}), nil),
 		"oversized input":             review("Job", admissionv1.Create, job(map[string]string{annotations.InputsAnnotation: strings.Repeat("x", 100_000) + "=prep.data"}), nil),
+		"a step without containers":   review("Job", admissionv1.Create, bytes.Replace(job(map[string]string{annotations.GPUAnnotation: "1"}), []byte(`"containers":[`), []byte(`"initContainers":[`), 1), nil),
 		"annotation of control bytes": review("Job", admissionv1.Create, job(map[string]string{annotations.WhenAnnotation: "\x00\x01\x02 tasks."}), nil),
 		"invalid UTF-8 in a key":      review("Job", admissionv1.Create, bytes.ReplaceAll(job(map[string]string{annotations.AfterAnnotation: "prep"}), []byte("prep"), []byte("pr\xffep")), nil),
 		"update with a garbage old":   review("Job", admissionv1.Update, job(nil), garbage),
@@ -105,7 +106,7 @@ func TestBadAdmissionReviews(t *testing.T) {
 	jobWant := map[string]int32{
 		"binary garbage": 400, "object is binary garbage": 400, "object deeply nested": 400, "object is a list": 400,
 		"update with a garbage old": 400, "body over the size limit": 413,
-		"oversized annotation": 422, "oversized condition": 422, "oversized input": 422, "annotation of control bytes": 422, "invalid UTF-8 in a key": 422,
+		"oversized annotation": 422, "oversized condition": 422, "oversized input": 422, "a step without containers": 422, "annotation of control bytes": 422, "invalid UTF-8 in a key": 422,
 	}
 	handlers := reviewHandlers()
 	for name, body := range cases {
