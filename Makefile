@@ -145,7 +145,7 @@ verify:
 	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	@cd hack/nodetools && $(GO) mod tidy -diff >/dev/null || { echo "hack/nodetools/go.mod is not tidy: run go mod tidy there"; exit 1; }
 
-## fuzz: run each fuzz target (the parsers', the admission endpoints') for FUZZTIME (default 30s)
+## fuzz: run each fuzz target (the parsers', the admission endpoints', lint's) for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 .PHONY: fuzz
 fuzz:
@@ -155,6 +155,7 @@ fuzz:
 	for f in FuzzAdmissionReview FuzzMutateVolumes; do \
 		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./webhook/ || exit 1; \
 	done
+	$(GOTEST) -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./lint/
 
 .PHONY: help
 help:

@@ -20,21 +20,26 @@ func TestCheck(t *testing.T) {
 		object("plain", nil, map[string]string{AfterAnnotation: "x"}),
 		object("shard-1", map[string]string{PipelineLabel: "churn", GroupLabel: "shards"}, nil),
 		object("merge", p, map[string]string{AfterGroupAnnotation: "shards=1000"}),
+		object("prep-again", map[string]string{PipelineLabel: "churn", TaskLabel: "prep"}, nil),
+		object("gpu", p, map[string]string{GPUAnnotation: "lots"}),
 	}
 	var got []string
-	for _, e := range Check(objs) {
-		got = append(got, e.Error())
+	for _, p := range Check(objs) {
+		got = append(got, p.Error())
 	}
+	// Each problem in the object and key that states it.
 	want := []string{
+		`ml/eval: metadata.annotations[sluice.dev/when]: Invalid value: "tasks.prep.phase == 'Succeeded'": ...`,
 		`ml/bad: metadata.annotations[sluice.dev/ouputs]: Invalid value: "x": unknown sluice key; did you mean sluice.dev/outputs?`,
-		`run "churn" has a dependency cycle: a -> b -> a`,
-		`task "eval" of run "churn": sluice.dev/when: ...`,
-		`task "train" of run "churn": input d=prep.dataset names an output prep does not declare (it declares: data)`,
-		`run "churn": task "validate" is named as an upstream (by train) but is not in the set`,
-		`run "churn": task "merge" waits for group "shards" of 1000 tasks, but the set has 1 labelled sluice.dev/group=shards`,
+		`ml/gpu: metadata.annotations[sluice.dev/gpu]: Invalid value: "lots": expected a positive whole number of GPUs, e.g. "1"`,
+		`ml/prep-again: task "prep" appears more than once in run "churn"`,
+		`ml/b: metadata.annotations[sluice.dev/after]: run "churn" has a dependency cycle: a -> b -> a`,
+		`ml/train: metadata.annotations[sluice.dev/inputs]: input d=prep.dataset names an output prep does not declare (it declares: data)`,
+		`ml/train: metadata.annotations[sluice.dev/after]: upstream task "validate" is not in the set: applied alone, train would wait for it forever`,
+		`ml/merge: metadata.annotations[sluice.dev/after-group]: waits for group "shards" of 1000 tasks, but the set has 1 labelled sluice.dev/group=shards`,
 	}
 	// The condition's message is CEL's own; its head is ours.
-	const whenHead = `task "eval" of run "churn": sluice.dev/when: `
+	const whenHead = `ml/eval: metadata.annotations[sluice.dev/when]: Invalid value: "tasks.prep.phase == 'Succeeded'": `
 	for i, g := range got {
 		if strings.HasPrefix(g, whenHead) && strings.Contains(g, `"prep"`) {
 			got[i] = whenHead + "..."

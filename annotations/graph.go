@@ -16,15 +16,30 @@ type Graph struct {
 	members    map[string][]string // group -> its tasks, sorted
 }
 
+// GraphError is a problem of one task's place in its run's graph.
+type GraphError struct {
+	// Task is the task whose key states the problem, Key that key ("" for
+	// the task's name itself).
+	Task *Task
+	Key  string
+	msg  string
+}
+
+func (e *GraphError) Error() string { return e.msg }
+
+func graphErrorf(t *Task, key, format string, args ...any) *GraphError {
+	return &GraphError{Task: t, Key: key, msg: fmt.Sprintf(format, args...)}
+}
+
 // NewGraph builds the graph of the given tasks, which must belong to one run.
 // It reports duplicate task names (the first one is kept), groups with more
 // tasks than a task waiting for them expects, and cycles.
-func NewGraph(tasks []*Task) (*Graph, []error) {
+func NewGraph(tasks []*Task) (*Graph, []*GraphError) {
 	g := &Graph{tasks: map[string]*Task{}, ups: map[string][]string{}, downstream: map[string][]string{}, members: map[string][]string{}}
-	var errs []error
+	var errs []*GraphError
 	for _, t := range tasks {
 		if _, dup := g.tasks[t.Name]; dup {
-			errs = append(errs, fmt.Errorf("task %q appears more than once in run %q", t.Name, t.Run))
+			errs = append(errs, graphErrorf(t, "", "task %q appears more than once in run %q", t.Name, t.Run))
 			continue
 		}
 		g.tasks[t.Name] = t
@@ -52,15 +67,16 @@ func NewGraph(tasks []*Task) (*Graph, []error) {
 	}
 	errs = append(errs, g.groupErrors()...)
 	if cycle := g.Cycle(); cycle != nil {
-		errs = append(errs, fmt.Errorf("run %q has a dependency cycle: %s", tasks[0].Run, strings.Join(cycle, " -> ")))
+		t := g.tasks[cycle[1]] // waits for cycle[0]
+		errs = append(errs, graphErrorf(t, t.KeyNaming(cycle[0]), "run %q has a dependency cycle: %s", tasks[0].Run, strings.Join(cycle, " -> ")))
 	}
 	return g, errs
 }
 
 // groupErrors reports the groups that tasks wait for with different sizes,
 // or that have more tasks than a task waiting for them expects.
-func (g *Graph) groupErrors() []error {
-	var errs []error
+func (g *Graph) groupErrors() []*GraphError {
+	var errs []*GraphError
 	size, by := map[string]int{}, map[string]string{}
 	for _, name := range g.Names() {
 		t := g.tasks[name]
@@ -69,10 +85,10 @@ func (g *Graph) groupErrors() []error {
 			case !seen:
 				size[w.Group], by[w.Group] = w.Size, name
 				if n := len(g.members[w.Group]); n > w.Size {
-					errs = append(errs, fmt.Errorf("run %q: group %q has %d tasks, but task %q waits for %d (%s)", t.Run, w.Group, n, name, w.Size, AfterGroupAnnotation))
+					errs = append(errs, graphErrorf(t, AfterGroupAnnotation, "run %q: group %q has %d tasks, but task %q waits for %d (%s)", t.Run, w.Group, n, name, w.Size, AfterGroupAnnotation))
 				}
 			case prev != w.Size:
-				errs = append(errs, fmt.Errorf("run %q: task %q waits for group %q of %d tasks, but task %q for %d: a group has one size", t.Run, name, w.Group, w.Size, by[w.Group], prev))
+				errs = append(errs, graphErrorf(t, AfterGroupAnnotation, "run %q: task %q waits for group %q of %d tasks, but task %q for %d: a group has one size", t.Run, name, w.Group, w.Size, by[w.Group], prev))
 			}
 		}
 	}

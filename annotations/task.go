@@ -77,6 +77,19 @@ func (t *Task) Upstreams() []string {
 	return slices.Compact(ups)
 }
 
+// KeyNaming returns the key by which the task names up as its upstream:
+// sluice.dev/after, else sluice.dev/inputs, else sluice.dev/after-group
+// (up is then a member of a group it waits for).
+func (t *Task) KeyNaming(up string) string {
+	switch {
+	case slices.Contains(t.After, up):
+		return AfterAnnotation
+	case slices.ContainsFunc(t.Inputs, func(in Input) bool { return in.Task == up }):
+		return InputsAnnotation
+	}
+	return AfterGroupAnnotation
+}
+
 // WaitsForGroup returns the size of the named group when the task waits for
 // it, else 0.
 func (t *Task) WaitsForGroup(group string) int {

@@ -1,78 +1,75 @@
-// Command kubectl-sluice is the sluice kubectl plugin: `kubectl sluice
-// status` shows the tasks of a run and can wait for the run to end.
+// Command kubectl-sluice is the sluice kubectl plugin (`kubectl sluice`):
+// it checks pipeline files offline and shows the runs of a cluster, with
+// the user's own credentials and nothing installed in the cluster.
 package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
-	"time"
 
-	"k8s.io/client-go/tools/clientcmd"
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-const usage = `kubectl sluice: pipelines of plain Jobs and Pods
+// version is set at build time (-X main.version=...).
+var version = "dev"
 
-Usage:
-  kubectl sluice status RUN [-n NAMESPACE] [--wait] [--timeout 10m]
+// exitError ends the command with a code and no message of its own: what
+// went wrong was printed already (lint's problems, a run that failed).
+type exitError struct{ code int }
 
-status prints each task of the run: phase, node, duration and reason.
-With --wait it prints again on every change until every task has finished,
-and exits 1 if the run failed.
-`
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "status" {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	fs := flag.NewFlagSet("status", flag.ExitOnError)
-	ns := fs.String("n", "", "namespace (default: the kubeconfig context's)")
-	kubeconfig := fs.String("kubeconfig", "", "path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
-	wait := fs.Bool("wait", false, "print on every change until the run ends")
-	timeout := fs.Duration("timeout", 10*time.Minute, "with --wait, give up after this long")
-	args := os.Args[2:]
-	var run string
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		run, args = args[0], args[1:]
-	}
-	_ = fs.Parse(args)
-	if run == "" && fs.NArg() > 0 {
-		run = fs.Arg(0)
-	}
-	if run == "" {
-		fmt.Fprint(os.Stderr, "kubectl sluice status: name the run\n\n"+usage)
-		os.Exit(2)
-	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = *kubeconfig
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
-	cfg, err := cc.ClientConfig()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kubectl sluice: loading kubeconfig:", err)
-		os.Exit(1)
-	}
-	if *ns == "" {
-		if *ns, _, err = cc.Namespace(); err != nil {
-			*ns = "default"
-		}
-	}
-	c, err := client.New(cfg, client.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kubectl sluice:", err)
-		os.Exit(1)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ok, err := status(ctx, c, os.Stdout, *ns, run, *wait, *timeout)
-	if err != nil {
+	err := newRootCommand().ExecuteContext(ctx)
+	stop()
+	var exit exitError
+	switch {
+	case errors.As(err, &exit):
+		os.Exit(exit.code)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "kubectl sluice:", err)
 		os.Exit(1)
 	}
-	if !ok {
-		os.Exit(1)
+}
+
+func newRootCommand() *cobra.Command {
+	kube := genericclioptions.NewConfigFlags(true)
+	root := &cobra.Command{
+		Use:   "kubectl-sluice",
+		Short: "Pipelines of plain Jobs and Pods",
+		Long: `kubectl sluice checks sluice pipelines before they are applied and shows
+the runs of a cluster, reading it with your own credentials.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl sluice"},
 	}
+	kube.AddFlags(root.PersistentFlags())
+	root.AddCommand(newLintCommand(kube), newStatusCommand(kube))
+	return root
+}
+
+// clusterClient is a client of the cluster the kubeconfig flags name, and
+// the namespace they give (the context's, else default).
+func clusterClient(kube *genericclioptions.ConfigFlags) (client.Client, string, error) {
+	cfg, err := kube.ToRESTConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	ns, _, err := kube.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, "", fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		return nil, "", err
+	}
+	return c, ns, nil
 }

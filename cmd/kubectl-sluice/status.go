@@ -9,6 +9,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +19,43 @@ import (
 
 	"github.com/sluice-dev/sluice/annotations"
 )
+
+func newStatusCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
+	var wait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "status RUN",
+		Short: "Show the tasks of a run",
+		Long: `status prints each task of the run: phase, node, duration, results and
+reason, in the order the run's graph gives. With --wait it prints again on
+every change until every task has finished, and exits 1 if the run failed.`,
+		Example: `  kubectl sluice status churn-demo
+  kubectl sluice status churn-demo -n ml --wait --timeout 30m`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("status: name one run (kubectl sluice status RUN); got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := clusterClient(kube)
+			if err != nil {
+				return err
+			}
+			ok, err := status(cmd.Context(), c, cmd.OutOrStdout(), ns, args[0], wait, timeout)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "print on every change until the run ends")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, give up after this long")
+	return cmd
+}
 
 // row is one task as status prints it.
 type row struct {
