@@ -182,6 +182,26 @@ func (g *Graph) Order() ([]string, error) {
 	return order, nil
 }
 
+// Depths returns each task's depth: 0 for a task with no upstream in the
+// graph, else one more than its deepest upstream's. Tasks on a cycle count
+// as Schedule orders them, their upstreams disregarded.
+func (g *Graph) Depths() map[string]int {
+	order, cycles := g.Schedule()
+	depth := make(map[string]int, len(order))
+	for _, n := range order {
+		depth[n] = 0
+		if _, onCycle := cycles[n]; onCycle {
+			continue
+		}
+		for _, up := range g.ups[n] {
+			if d, ok := depth[up]; ok && d+1 > depth[n] {
+				depth[n] = d + 1
+			}
+		}
+	}
+	return depth
+}
+
 // Schedule returns every task in an order in which each comes after its
 // upstreams, and, for each task on a dependency cycle, the shortest cycle
 // through it as the tasks would run (a -> b -> a). The upstreams of a task

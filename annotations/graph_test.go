@@ -186,6 +186,16 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
+func TestDepths(t *testing.T) {
+	// A diamond (a; b, c after a; d after both) beside a lone e, a chain
+	// f -> g -> h whose h also waits for a, and a cycle x <-> y.
+	g, _ := NewGraph(tasks("a", "b:a", "c:a", "d:b,c", "e", "f", "g:f", "h:g,a", "x:y", "y:x"))
+	want := map[string]int{"a": 0, "b": 1, "c": 1, "d": 2, "e": 0, "f": 0, "g": 1, "h": 2, "x": 0, "y": 0}
+	if got := g.Depths(); !maps.Equal(got, want) {
+		t.Errorf("Depths() = %v, want %v", got, want)
+	}
+}
+
 // BenchmarkCheck is the offline graph check (lint) of 1 -> n -> 1, the
 // join waiting for a group: parse, graph, cycles, inputs, groups.
 func BenchmarkCheck(b *testing.B) {
