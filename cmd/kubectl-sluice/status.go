@@ -110,6 +110,10 @@ type taskStatus struct {
 	Reason   string          `json:"reason,omitempty"`
 	Results  json.RawMessage `json:"results,omitempty"`
 	end      time.Time       // when it finished, if it did
+	// ups are the tasks it waits for (named, and its groups' members);
+	// when is its condition.
+	ups  []string
+	when string
 }
 
 // runStatus is one run as status shows it.
@@ -210,6 +214,10 @@ func readRuns(ctx context.Context, c client.Client, ns, run string, now time.Tim
 		var end time.Time
 		for _, m := range members {
 			ts := m.ts
+			ts.ups, ts.when = m.task.Upstreams(), m.task.When
+			for _, w := range m.task.AfterGroups {
+				ts.ups = append(ts.ups, g.Members(w.Group)...)
+			}
 			phase := annotations.Phase(m.obj.GetLabels()[annotations.PhaseLabel])
 			ts.Phase = string(phase)
 			ts.Reason = m.obj.GetAnnotations()[annotations.ReasonAnnotation]
