@@ -2,11 +2,46 @@ package controller
 
 import (
 	"fmt"
+	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/sluice-dev/sluice/annotations"
 )
+
+// podsGrace is how long a Job's outcome waits for the cache to show its
+// pods finished (podsBehind) before it is recorded without their results.
+const podsGrace = 30 * time.Second
+
+// podsBehind reports whether the cache's pods of a Job lag behind its final
+// condition: a pod neither finished nor being deleted. The Job controller
+// set the condition after it saw every pod finish; the pods' informer has
+// not caught up yet (after a broken watch it lists again, apart from the
+// Jobs'), and the results in their termination messages cannot be read.
+func podsBehind(pods []*corev1.Pod) bool {
+	for _, p := range pods {
+		if p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			return true
+		}
+	}
+	return false
+}
+
+// waitForPods holds back the outcome of a Job whose final condition the
+// cache shows before its pods' ends (podsBehind): recorded now, it would
+// lose the results, and a downstream condition on them would be decided on
+// nothing. The task stays Running until the pods catch up, or for
+// podsGrace, and is looked at again then.
+func (r *RunReconciler) waitForPods(job *batchv1.Job, s *taskState) {
+	if !s.phase.Finished() || s.early || recordedPhase(job) == s.phase || !podsBehind(s.pods) {
+		return
+	}
+	if until := s.finishedAt.Add(podsGrace); r.now().Before(until) {
+		s.phase, s.reason = unfinishedPhase(job, s.pods, false)
+		s.finishedAt, s.deadline = time.Time{}, until
+	}
+}
 
 // terminationMessage returns the termination message of the task's main
 // container (named by sluice.dev/container, else the first) in the pod that

@@ -468,6 +468,7 @@ func (r *RunReconciler) observeTask(ctx context.Context, task *annotations.Task,
 			list[i] = &pods.Items[i]
 		}
 		s = observeJob(task, o, list)
+		r.waitForPods(o, s)
 	case *corev1.Pod:
 		s = observePod(task, o)
 	}

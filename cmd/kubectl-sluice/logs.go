@@ -77,10 +77,13 @@ under a header, upstreams first.`,
 
 // logs prints the logs of one task of the run, or of all of them.
 func logs(ctx context.Context, cs kubernetes.Interface, w io.Writer, ns, run, task string, o logsOptions) error {
-	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{annotations.RunLabel: run}).String()})
+	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{annotations.RunLabel: run}).String()}
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, sel)
 	if err != nil {
 		return fmt.Errorf("listing the pods of run %s: %w", run, err)
 	}
+	// The graph comes from the tasks' objects: Jobs, and bare Pods (a
+	// Job's pods carry its task labels, not its upstreams).
 	byTask := map[string][]*corev1.Pod{}
 	var tasks []*annotations.Task
 	for i := range pods.Items {
@@ -89,12 +92,23 @@ func logs(ctx context.Context, cs kubernetes.Interface, w io.Writer, ns, run, ta
 		if name == "" {
 			continue
 		}
-		if _, seen := byTask[name]; !seen {
+		if annotations.JobOf(p) == "" {
 			if t, errs := annotations.Parse(p); len(errs) == 0 {
 				tasks = append(tasks, t)
 			}
 		}
 		byTask[name] = append(byTask[name], p)
+	}
+	if o.all {
+		jobs, err := cs.BatchV1().Jobs(ns).List(ctx, sel)
+		if err != nil {
+			return fmt.Errorf("listing the Jobs of run %s: %w", run, err)
+		}
+		for i := range jobs.Items {
+			if t, errs := annotations.Parse(&jobs.Items[i]); len(errs) == 0 {
+				tasks = append(tasks, t)
+			}
+		}
 	}
 	if len(byTask) == 0 {
 		return fmt.Errorf("run %q has no pods in namespace %s (kubectl sluice status lists the runs)", run, ns)

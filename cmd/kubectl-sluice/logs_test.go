@@ -35,10 +35,15 @@ func TestLogs(t *testing.T) {
 	// the attempts' containers are told apart by name.
 	first, second := stepPod("train-1", "train", time.Minute, "prep"), stepPod("train-2", "train", 2*time.Minute, "prep")
 	first.Spec.Containers[0].Name, second.Spec.Containers[0].Name = "attempt-1", "attempt-2"
+	// A Job's pods carry its task labels, not its upstreams: those come
+	// from the Jobs (eval's) and the bare Pods (the rest, here).
+	evalPod := stepPod("eval-1", "eval", 3*time.Minute)
+	evalPod.OwnerReferences = utiltesting.MakePod("x", "ml").OwnedByJob("eval", "u-eval").Obj().OwnerReferences
+	evalJob := utiltesting.MakeJob("eval", "ml").Run("r").After("train").Obj()
 	cs := fake.NewClientset(
 		first, second,
 		stepPod("prep-1", "prep", 0),
-		stepPod("eval-1", "eval", 3*time.Minute, "train"),
+		evalPod, evalJob,
 	)
 	var out strings.Builder
 	if err := logs(context.Background(), cs, &out, "ml", "r", "train", logsOptions{}); err != nil {

@@ -119,7 +119,7 @@ func TestPlugin(t *testing.T) {
 			t.Errorf("graph -o svg: %s drawn %q, want %s", task, nodes[task], p)
 		}
 	}
-	if out, _ := plugin(t, "graph", "r", "-n", ns); !strings.Contains(out, "when tasks.evaluate.results.accuracy >= 0.9") {
+	if out, _ := plugin(t, "graph", "r", "-n", ns); !strings.Contains(out, "after evaluate, train; when tasks.evaluate.") {
 		t.Errorf("graph (ascii) lacks deploy's condition:\n%s", out)
 	}
 	if _, code := plugin(t, "status", "nope", "-n", ns); code != 1 {
