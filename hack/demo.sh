@@ -23,6 +23,9 @@ ms=$(((end - start) / 1000000))
 printf '\nThe run took %d.%03ds from apply to its last task.\n' $((ms / 1000)) $((ms % 1000))
 
 echo
+"$ROOT/bin/kubectl-sluice" graph "$RUN"
+
+echo
 echo "What each step printed (kubectl logs job/<step>):"
 for step in ingest preprocess train evaluate deploy; do
 	phase=$("$KUBECTL" get job "$step" -o jsonpath='{.metadata.labels.sluice\.dev/phase}')
@@ -48,6 +51,8 @@ Look around:
   $KUBECTL get events --field-selector reason=Released
   $KUBECTL logs job/train
   bin/kubectl-sluice status $RUN
+  bin/kubectl-sluice logs $RUN --all
+  bin/kubectl-sluice graph $RUN -o svg > $RUN.svg
   curl -s http://127.0.0.1:18080/metrics | grep ^sluice_
 Tear down:
   make dev-down
