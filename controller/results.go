@@ -15,17 +15,27 @@ import (
 const podsGrace = 30 * time.Second
 
 // podsBehind reports whether the cache's pods of a Job lag behind its final
-// condition: a pod neither finished nor being deleted. The Job controller
-// set the condition after it saw every pod finish; the pods' informer has
-// not caught up yet (after a broken watch it lists again, apart from the
-// Jobs'), and the results in their termination messages cannot be read.
-func podsBehind(pods []*corev1.Pod) bool {
+// condition: a pod neither finished nor being deleted, or fewer succeeded
+// or failed pods than the Job counts (a pod the cache never got). The Job
+// controller set the condition after it saw the pods finish; the pods'
+// informer has not caught up yet (after a broken watch it lists again,
+// apart from the Jobs'), and the results in their termination messages
+// cannot be read.
+func podsBehind(job *batchv1.Job, pods []*corev1.Pod) bool {
+	var succeeded, failed int32
 	for _, p := range pods {
-		if p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			return true
+		switch p.Status.Phase {
+		case corev1.PodSucceeded:
+			succeeded++
+		case corev1.PodFailed:
+			failed++
+		default:
+			if p.DeletionTimestamp == nil {
+				return true
+			}
 		}
 	}
-	return false
+	return succeeded < job.Status.Succeeded || failed < job.Status.Failed
 }
 
 // waitForPods holds back the outcome of a Job whose final condition the
@@ -34,7 +44,7 @@ func podsBehind(pods []*corev1.Pod) bool {
 // nothing. The task stays Running until the pods catch up, or for
 // podsGrace, and is looked at again then.
 func (r *RunReconciler) waitForPods(job *batchv1.Job, s *taskState) {
-	if !s.phase.Finished() || s.early || recordedPhase(job) == s.phase || !podsBehind(s.pods) {
+	if !s.phase.Finished() || s.early || recordedPhase(job) == s.phase || !podsBehind(job, s.pods) {
 		return
 	}
 	if until := s.finishedAt.Add(podsGrace); r.now().Before(until) {

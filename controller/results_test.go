@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/annotations"
 	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
@@ -24,7 +25,9 @@ func TestResultsWaitForThePods(t *testing.T) {
 	stale.Status.Phase, stale.Status.ContainerStatuses = corev1.PodRunning, nil
 	deploy := suspended(utiltesting.MakeJob("deploy", "ml").After("train").When("tasks.train.results.accuracy >= 0.9").
 		Label(annotations.PhaseLabel, "Waiting").Obj())
+	train.Status.Succeeded = 1
 	for name, tc := range map[string]struct {
+		podMissing   bool // the cache never got the pod at all
 		podCatchesUp bool
 		wantTrain    annotations.Phase
 		wantDeploy   annotations.Phase
@@ -32,9 +35,14 @@ func TestResultsWaitForThePods(t *testing.T) {
 	}{
 		"the pod catches up: its results decide":   {podCatchesUp: true, wantTrain: annotations.PhaseSucceeded, wantDeploy: annotations.PhaseRunning, wantResults: `{"accuracy":0.93}`},
 		"it does not within the grace: no results": {wantTrain: annotations.PhaseSucceeded, wantDeploy: annotations.PhaseFailed},
+		"the cache has no pod yet, then it comes":  {podMissing: true, podCatchesUp: true, wantTrain: annotations.PhaseSucceeded, wantDeploy: annotations.PhaseRunning, wantResults: `{"accuracy":0.93}`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			c := newClient(train.DeepCopy(), stale.DeepCopy(), deploy.DeepCopy())
+			objs := []client.Object{train.DeepCopy(), deploy.DeepCopy()}
+			if !tc.podMissing {
+				objs = append(objs, stale.DeepCopy())
+			}
+			c := newClient(objs...)
 			clk := &clock{t0.Add(time.Second)}
 			r := deadlineReconciler(c, clk, 0)
 			if got := reconcileAt(t, r); got <= 0 || got > podsGrace {
@@ -46,7 +54,14 @@ func TestResultsWaitForThePods(t *testing.T) {
 			if p := phaseOfJob(t, c, "deploy"); p != annotations.PhaseWaiting {
 				t.Fatalf("deploy is %s before train's results are read, want Waiting", p)
 			}
-			if tc.podCatchesUp {
+			switch {
+			case tc.podMissing:
+				pod := finishedPod("train-x", "train", "u-train", "accuracy=0.93")
+				if err := c.Create(context.Background(), pod); err != nil {
+					t.Fatal(err)
+				}
+				r.inbox.touch(pod)
+			case tc.podCatchesUp:
 				pod := getPod(t, c, "train-x")
 				done := finishedPod("train-x", "train", "u-train", "accuracy=0.93")
 				pod.Status = done.Status
@@ -54,7 +69,7 @@ func TestResultsWaitForThePods(t *testing.T) {
 					t.Fatal(err)
 				}
 				r.inbox.touch(pod)
-			} else {
+			default:
 				clk.t = t0.Add(podsGrace)
 			}
 			reconcileAt(t, r)

@@ -119,7 +119,7 @@ func TestRealRetriesUnderFaults(t *testing.T) {
 	retried := realJob("retried", ns, `if [ -e "$SLUICE_OUTPUT_DATA/tried" ]; then echo attempt=2 >/dev/termination-log
 		else touch "$SLUICE_OUTPUT_DATA/tried"; echo attempt=1 >/dev/termination-log; exit 1; fi`).Outputs("data:Dataset").Obj()
 	retried.Spec.BackoffLimit = ptr.To[int32](2)
-	pair := realJob("pair", ns, `sleep $((JOB_COMPLETION_INDEX + 4)); echo "index=$JOB_COMPLETION_INDEX" >/dev/termination-log`).Obj()
+	pair := realJob("pair", ns, `sleep $((JOB_COMPLETION_INDEX + 8)); echo "index=$JOB_COMPLETION_INDEX" >/dev/termination-log`).Obj()
 	pair.Spec.Completions, pair.Spec.Parallelism = ptr.To[int32](2), ptr.To[int32](2)
 	pair.Spec.CompletionMode = ptr.To(batchv1.IndexedCompletion)
 	create(t, retried, pair,
@@ -127,7 +127,8 @@ func TestRealRetriesUnderFaults(t *testing.T) {
 			When("tasks.retried.results.attempt == 2 && tasks.pair.results.index == 1").Obj(),
 	)
 	// The manager goes down once the first attempt failed (the Job
-	// controller waits 10 s before the next), while pair's pods still run.
+	// controller waits 10 s before the next), while pair's pods still run
+	// (8 and 9 s: room for a slow start of the first attempt's container).
 	eventually(t, "retried's first attempt failed", func() (bool, string) {
 		var phases []corev1.PodPhase
 		for _, p := range podsOf(t, ns, "retried") {

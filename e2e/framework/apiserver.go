@@ -26,6 +26,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) (tim
 	if err != nil {
 		return 0, err
 	}
+	outage()
 	killed := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return 0, fmt.Errorf("killing kube-apiserver (pid %d): %w", pid, err)

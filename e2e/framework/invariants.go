@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,7 +114,29 @@ func RecordInvariants(cfg *rest.Config, ns string, opts ...InvariantOption) (*Re
 	if r.cancel, err = startInformers(f, ns); err != nil {
 		return nil, err
 	}
+	recorders.Lock()
+	recorders.live[r] = true
+	recorders.Unlock()
 	return r, nil
+}
+
+// recorders are the Recorders running, for outages to reach them.
+var recorders = struct {
+	sync.Mutex
+	live map[*Recorder]bool
+}{live: map[*Recorder]bool{}}
+
+// outage tells every running Recorder that the API server is about to go
+// away: its watches may miss writes from now until they list again, and
+// an informer resumes a watch after a refused connection without telling
+// (its watch error handler sees only the errors that make it list).
+func outage() {
+	recorders.Lock()
+	defer recorders.Unlock()
+	for r := range recorders.live {
+		r.history.watchBroke("Job")
+		r.history.watchBroke("Pod")
+	}
 }
 
 func newRecorder(opts ...InvariantOption) *Recorder {
@@ -134,7 +157,12 @@ func (r *Recorder) observe(obj any, deleted bool) {
 }
 
 // Stop stops the informers.
-func (r *Recorder) Stop() { r.cancel() }
+func (r *Recorder) Stop() {
+	recorders.Lock()
+	delete(recorders.live, r)
+	recorders.Unlock()
+	r.cancel()
+}
 
 // Result is what one check found.
 type Result struct {

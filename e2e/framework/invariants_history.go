@@ -96,9 +96,9 @@ type history struct {
 
 // watchState is what the recorder knows of one informer's watch.
 type watchState struct {
-	lastRV  uint64 // the newest resourceVersion it delivered
-	breaks  int
-	gapFrom uint64 // lastRV when it last broke
+	lastRV uint64 // the newest resourceVersion it delivered
+	// gaps are, for each time it broke, lastRV then.
+	gaps []uint64
 }
 
 func newHistory() *history {
@@ -111,21 +111,22 @@ func (h *history) watchBroke(kind string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w := h.watches[kind]
-	w.breaks++
-	w.gapFrom = w.lastRV
+	w.gaps = append(w.gaps, w.lastRV)
 }
 
 // since returns the since of a version of obj seen at rv through the watch
-// of kind (see observation), and notes the object seen.
+// of kind (see observation), and notes the object seen: the start of the
+// first gap since the object was last seen, the earliest its change may
+// date from.
 func (h *history) since(kind string, obj metav1.Object, rv uint64) uint64 {
 	w := h.watches[kind]
 	w.lastRV = max(w.lastRV, rv)
 	seen := h.breaksSeen[obj.GetUID()]
-	h.breaksSeen[obj.GetUID()] = w.breaks
-	if seen == w.breaks || rv <= w.gapFrom {
+	h.breaksSeen[obj.GetUID()] = len(w.gaps)
+	if seen == len(w.gaps) || rv <= w.gaps[seen] {
 		return 0
 	}
-	return w.gapFrom
+	return w.gaps[seen]
 }
 
 // observe records one version of a Job or Pod; deleted marks the last one.

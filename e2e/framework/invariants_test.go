@@ -196,6 +196,22 @@ func TestInvariants(t *testing.T) {
 				f.succeed("b", outcome("Succeeded"))
 			},
 		},
+		"two breaks before the pod is seen again: dated from the first": {
+			history: func(f *fakeRun) {
+				f.apply(freeJob("a"))
+				f.apply(heldJob(job("b").After("a")))
+				f.apply(podOf("a", "a-pod"))
+				f.r.history.watchBroke("Pod")
+				f.unseen("a-pod", podPhase(corev1.PodSucceeded))
+				f.update("b", release)
+				f.apply(podOf("b", "b-pod")) // seen: the pods' watch delivers again
+				f.r.history.watchBroke("Pod")
+				f.update("a-pod", annotate("later", "write"))
+				f.update("a", condition(batchv1.JobComplete), phase(annotations.PhaseSucceeded))
+				f.update("b-pod", podPhase(corev1.PodSucceeded))
+				f.update("b", condition(batchv1.JobComplete), phase(annotations.PhaseSucceeded), outcome("Succeeded"))
+			},
+		},
 		"a broken watch excuses nothing it delivered before it broke": {
 			history: func(f *fakeRun) {
 				f.apply(freeJob("a"))
