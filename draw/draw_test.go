@@ -6,11 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -35,19 +36,7 @@ func TestGolden(t *testing.T) {
 			if err := draw(&b, seed); err != nil {
 				t.Fatal(err)
 			}
-			golden := "testdata/seed." + format
-			if *update {
-				if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(string(want), b.String()); diff != "" {
-				t.Errorf("%s (-want,+got), rerun with -update if it should change:\n%s", golden, diff)
-			}
+			utiltesting.Golden(t, "testdata/seed."+format, b.String(), *update)
 		})
 	}
 }

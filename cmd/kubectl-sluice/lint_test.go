@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of the lint tests")
@@ -44,19 +44,7 @@ func TestLintGolden(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit code %d, want 1", code)
 	}
-	golden := "testdata/lint/pipeline.golden"
-	if *update {
-		if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), out); diff != "" {
-		t.Errorf("lint output (-want,+got), rerun with -update if it should change:\n%s", diff)
-	}
+	utiltesting.Golden(t, "testdata/lint/pipeline.golden", out, *update)
 	if want := "kubectl sluice lint: 15 problems in 2 files, 7 objects, 6 sluice steps (6 tasks in 1 run)\n"; errOut != want {
 		t.Errorf("stderr = %q, want %q", errOut, want)
 	}

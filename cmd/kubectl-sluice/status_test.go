@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -100,19 +98,7 @@ func TestStatusGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := "testdata/status/" + name + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(string(want), b.String()); diff != "" {
-				t.Errorf("%s (-want,+got), rerun with -update if it should change:\n%s", golden, diff)
-			}
+			utiltesting.Golden(t, "testdata/status/"+name+".golden", b.String(), *update)
 		})
 	}
 }
