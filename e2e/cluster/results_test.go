@@ -119,7 +119,10 @@ func TestRealRetriesUnderFaults(t *testing.T) {
 	retried := realJob("retried", ns, `if [ -e "$SLUICE_OUTPUT_DATA/tried" ]; then echo attempt=2 >/dev/termination-log
 		else touch "$SLUICE_OUTPUT_DATA/tried"; echo attempt=1 >/dev/termination-log; exit 1; fi`).Outputs("data:Dataset").Obj()
 	retried.Spec.BackoffLimit = ptr.To[int32](2)
-	pair := realJob("pair", ns, `sleep $((JOB_COMPLETION_INDEX + 8)); echo "index=$JOB_COMPLETION_INDEX" >/dev/termination-log`).Obj()
+	// pair writes to the run volume too, so that its pods start when
+	// retried's first one does: after the volume is provisioned.
+	pair := realJob("pair", ns, `sleep $((JOB_COMPLETION_INDEX + 8)); echo "index=$JOB_COMPLETION_INDEX" >/dev/termination-log`).
+		Outputs("log:Dataset").Obj()
 	pair.Spec.Completions, pair.Spec.Parallelism = ptr.To[int32](2), ptr.To[int32](2)
 	pair.Spec.CompletionMode = ptr.To(batchv1.IndexedCompletion)
 	create(t, retried, pair,
@@ -128,7 +131,7 @@ func TestRealRetriesUnderFaults(t *testing.T) {
 	)
 	// The manager goes down once the first attempt failed (the Job
 	// controller waits 10 s before the next), while pair's pods still run
-	// (8 and 9 s: room for a slow start of the first attempt's container).
+	// (8 and 9 s).
 	eventually(t, "retried's first attempt failed", func() (bool, string) {
 		var phases []corev1.PodPhase
 		for _, p := range podsOf(t, ns, "retried") {
