@@ -2,7 +2,6 @@ package framework
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -44,7 +44,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) (tim
 	// It is dead once it is gone or a zombie; kwokctl takes a zombie for a
 	// live process (it only sends it signal 0), so the pidfile goes too
 	// and kwokctl starts a new one.
-	if err := poll(ctx, func() bool { return !alive(pid) }); err != nil {
+	if err := wait.PollUntilContextTimeout(ctx, Interval, time.Minute, true, func(context.Context) (bool, error) { return !alive(pid), nil }); err != nil {
 		return 0, fmt.Errorf("kube-apiserver (pid %d) still running after SIGKILL: %w", pid, err)
 	}
 	if err := os.Remove(pidfile); err != nil {
@@ -65,9 +65,9 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) (tim
 	if err != nil {
 		return 0, err
 	}
-	if err := poll(ctx, func() bool {
+	if err := wait.PollUntilContextTimeout(ctx, Interval, time.Minute, true, func(ctx context.Context) (bool, error) {
 		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").Timeout(5 * time.Second).DoRaw(ctx)
-		return err == nil && string(body) == "ok"
+		return err == nil && string(body) == "ok", nil
 	}); err != nil {
 		return 0, fmt.Errorf("kube-apiserver not ready after kwokctl started it (log: %s): %w",
 			filepath.Join(c.stateDir, "clusters", ClusterName, "logs", "kube-apiserver.log"), err)
@@ -102,20 +102,6 @@ func alive(pid int) bool {
 	}
 	state := s[i+2]
 	return state != 'Z' && state != 'X'
-}
-
-// poll calls done every Interval until it is true, for at most a minute.
-func poll(ctx context.Context, done func() bool) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for !done() {
-		select {
-		case <-ctx.Done():
-			return errors.New("timed out")
-		case <-time.After(Interval):
-		}
-	}
-	return nil
 }
 
 // window is a span of time.
