@@ -185,15 +185,7 @@ const pendingPrefix = "Pending: "
 // run: no node can take it (a claim that cannot be served shows here too),
 // or a container cannot start. It is "" while nothing blocks the pod.
 func blockedReason(pods []*corev1.Pod) string {
-	var newest *corev1.Pod
-	for _, p := range pods {
-		if p.Status.Phase != corev1.PodPending || p.DeletionTimestamp != nil {
-			continue
-		}
-		if newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp) {
-			newest = p
-		}
-	}
+	newest := newestPending(pods)
 	if newest == nil {
 		return ""
 	}
@@ -210,6 +202,19 @@ func blockedReason(pods []*corev1.Pod) string {
 		}
 	}
 	return ""
+}
+
+// newestPending is the task's newest pod that is Pending and not being
+// deleted (a Job's latest attempt), or nil.
+func newestPending(pods []*corev1.Pod) *corev1.Pod {
+	var newest *corev1.Pod
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodPending && p.DeletionTimestamp == nil &&
+			(newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp)) {
+			newest = p
+		}
+	}
+	return newest
 }
 
 // isBlockedReason reports whether reason was made by blockedReason (or

@@ -210,13 +210,7 @@ const selectedNodeAnnotation = "volume.kubernetes.io/selected-node"
 // is provisioned on the node it chose, and reports nothing (for up to its
 // bind timeout, 10 minutes by default) when the provisioner fails.
 func awaitingBinding(pods []*corev1.Pod) bool {
-	var newest *corev1.Pod
-	for _, p := range pods {
-		if p.Status.Phase == corev1.PodPending && p.DeletionTimestamp == nil &&
-			(newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp)) {
-			newest = p
-		}
-	}
+	newest := newestPending(pods)
 	if newest == nil || newest.Spec.NodeName != "" {
 		return false
 	}
