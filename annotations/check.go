@@ -114,9 +114,14 @@ func Check(objs []metav1.Object) []Problem {
 	return problems
 }
 
+// IsLabelKey reports whether a sluice key is a label (else an annotation).
+func IsLabelKey(key string) bool {
+	return slices.Contains(userLabels, key) || slices.Contains(ControllerLabels, key)
+}
+
 // keyPath is the field path of a sluice key: a label or an annotation.
 func keyPath(key string) *field.Path {
-	if slices.Contains(userLabels, key) || slices.Contains(ControllerLabels, key) {
+	if IsLabelKey(key) {
 		return labelsPath.Key(key)
 	}
 	return annotationsPath.Key(key)

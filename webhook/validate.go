@@ -122,7 +122,7 @@ func (v *validator) validateUpdate(ctx context.Context, oldStep, s step) (admiss
 	errs = append(errs, v.validateRelease(ctx, oldStep, s)...)
 	for _, key := range annotations.GraphKeys {
 		oldMap, newMap, path := old.GetAnnotations(), obj.GetAnnotations(), annotationsPath
-		if isLabelKey(key) {
+		if annotations.IsLabelKey(key) {
 			oldMap, newMap, path = old.GetLabels(), obj.GetLabels(), labelsPath
 		}
 		oldV, hadOld := oldMap[key]
@@ -149,14 +149,6 @@ func (v *validator) validateUpdate(ctx context.Context, oldStep, s step) (admiss
 		return nil, invalid(kind, name, perrs)
 	}
 	return nil, nil
-}
-
-func isLabelKey(key string) bool {
-	switch key {
-	case annotations.PipelineLabel, annotations.RunLabel, annotations.TaskLabel:
-		return true
-	}
-	return false
 }
 
 func quoteOrUnset(v string, set bool) string {

@@ -214,6 +214,11 @@ func TestValidateUpdate(t *testing.T) {
 			new:     utiltesting.MakeJob("train", "ml").Obj(),
 			wantErr: []string{`metadata.labels[sluice.dev/run]: Forbidden: is immutable after creation (was "r1", now unset)`},
 		},
+		"group label changed": {
+			old:     utiltesting.MakeJob("train", "ml").Group("shards").Obj(),
+			new:     utiltesting.MakeJob("train", "ml").Group("other").Obj(),
+			wantErr: []string{`metadata.labels[sluice.dev/group]: Forbidden: is immutable after creation (was "shards", now "other")`},
+		},
 		"opting in after creation": {
 			old:     plain,
 			new:     utiltesting.MakeJob("plain", "ml").Obj(),
