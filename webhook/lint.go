@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"strings"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -29,15 +31,12 @@ func CreateErrors(obj client.Object) field.ErrorList {
 		return nil
 	}
 	var errs field.ErrorList
-	for _, k := range annotations.ControllerAnnotations {
-		if _, set := s.obj.GetAnnotations()[k]; set {
-			errs = append(errs, field.Forbidden(annotationsPath.Key(k), "is set by the sluice controller only; remove it from the object"))
+	for _, path := range changedOwnedKeys(nil, nil, s.obj.GetLabels(), s.obj.GetAnnotations()) {
+		msg := "is set by the sluice controller only; remove it from the object"
+		if strings.HasPrefix(path.String(), labelsPath.String()+"[") { // the phase label
+			msg = "is set by sluice (the webhook writes the task's first phase); remove it from the object"
 		}
-	}
-	for _, k := range annotations.ControllerLabels {
-		if _, set := s.obj.GetLabels()[k]; set {
-			errs = append(errs, field.Forbidden(labelsPath.Key(k), "is set by sluice (the webhook writes the task's first phase); remove it from the object"))
-		}
+		errs = append(errs, field.Forbidden(path, msg))
 	}
 	if task, res, perrs := parseStep(s.obj); len(perrs) == 0 {
 		errs = append(errs, mutateStep(s.spec, task, res, "")...)

@@ -19,20 +19,30 @@ func (v *validator) validateOwnedKeys(ctx context.Context, oldLabels, oldAnnots,
 		return nil
 	}
 	var errs field.ErrorList
+	for _, path := range changedOwnedKeys(oldLabels, oldAnnots, labels, annots) {
+		errs = append(errs, field.Forbidden(path,
+			"is set by the sluice controller only (user "+req.UserInfo.Username+" may not set or change it); remove it from the object"))
+	}
+	return errs
+}
+
+// changedOwnedKeys returns the paths of the controller-owned keys (labels,
+// then annotations) that differ between the old maps and the new: set,
+// changed or removed. With nil old maps, those set at all.
+func changedOwnedKeys(oldLabels, oldAnnots, labels, annots map[string]string) []*field.Path {
+	var paths []*field.Path
 	check := func(path *field.Path, keys []string, old, cur map[string]string) {
 		for _, k := range keys {
 			ov, hadOld := old[k]
 			nv, hasNew := cur[k]
-			if ov == nv && hadOld == hasNew {
-				continue
+			if ov != nv || hadOld != hasNew {
+				paths = append(paths, path.Key(k))
 			}
-			errs = append(errs, field.Forbidden(path.Key(k),
-				"is set by the sluice controller only (user "+req.UserInfo.Username+" may not set or change it); remove it from the object"))
 		}
 	}
 	check(labelsPath, annotations.ControllerLabels, oldLabels, labels)
 	check(annotationsPath, annotations.ControllerAnnotations, oldAnnots, annots)
-	return errs
+	return paths
 }
 
 // validateRelease refuses an update that releases a step sluice holds (a
