@@ -75,6 +75,15 @@ type Result struct {
 	runs                  map[string]bool
 }
 
+// String is the one line lint ends with: how many problems were found in
+// what, or that there were none.
+func (r Result) String() string {
+	if len(r.Problems) == 0 {
+		return r.Summary() + ": no problems"
+	}
+	return plural(len(r.Problems), "problem") + " in " + r.Summary()
+}
+
 // Summary says what was checked: files, objects, steps and runs.
 func (r Result) Summary() string {
 	return fmt.Sprintf("%s, %s, %s (%s in %s)", plural(r.Files, "file"), plural(r.Objects, "object"),

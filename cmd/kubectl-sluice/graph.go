@@ -52,7 +52,7 @@ Phases are colors; a conditional task is dashed, a skipped one struck through.`,
 				return err
 			}
 			if len(runs) == 0 {
-				return fmt.Errorf("no run %q in namespace %s (kubectl sluice status lists the runs)", args[0], ns)
+				return noRun(args[0], ns)
 			}
 			return render(cmd.OutOrStdout(), drawing(runs[0]))
 		},

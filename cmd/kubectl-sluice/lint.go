@@ -56,15 +56,11 @@ them in (-n, else the kubeconfig context's, else default).`,
 			for _, p := range res.Problems {
 				fmt.Fprintln(out, p)
 			}
-			if n := len(res.Problems); n > 0 {
-				what := "problems"
-				if n == 1 {
-					what = "problem"
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "kubectl sluice lint: %d %s in %s\n", n, what, res.Summary())
+			if len(res.Problems) > 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "kubectl sluice lint:", res)
 				return exitError{1}
 			}
-			fmt.Fprintf(out, "kubectl sluice lint: %s: no problems\n", res.Summary())
+			fmt.Fprintln(out, "kubectl sluice lint:", res)
 			return nil
 		},
 	}

@@ -50,13 +50,9 @@ under a header, upstreams first.`,
 			if o.all && o.follow {
 				return errors.New("logs: --all and -f do not go together: follow one task")
 			}
-			cfg, err := kube.ToRESTConfig()
+			cfg, ns, err := kubeconfig(kube)
 			if err != nil {
-				return fmt.Errorf("loading kubeconfig: %w", err)
-			}
-			ns, _, err := kube.ToRawKubeConfigLoader().Namespace()
-			if err != nil {
-				return fmt.Errorf("loading kubeconfig: %w", err)
+				return err
 			}
 			cs, err := kubernetes.NewForConfig(cfg)
 			if err != nil {

@@ -13,11 +13,21 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // version is set at build time (-X main.version=...).
 var version = "dev"
+
+// noRun is the error for a run that has no tasks in ns ("": any namespace).
+func noRun(run, ns string) error {
+	where := "namespace " + ns
+	if ns == "" {
+		where = "any namespace"
+	}
+	return fmt.Errorf("no run %q in %s (kubectl sluice status lists the runs)", run, where)
+}
 
 // exitError ends the command with a code and no message of its own: what
 // went wrong was printed already (lint's problems, a run that failed).
@@ -56,9 +66,9 @@ the runs of a cluster, reading it with your own credentials.`,
 	return root
 }
 
-// clusterClient is a client of the cluster the kubeconfig flags name, and
-// the namespace they give (the context's, else default).
-func clusterClient(kube *genericclioptions.ConfigFlags) (client.Client, string, error) {
+// kubeconfig is the REST config of the cluster the kubeconfig flags name,
+// and the namespace they give (the context's, else default).
+func kubeconfig(kube *genericclioptions.ConfigFlags) (*rest.Config, string, error) {
 	cfg, err := kube.ToRESTConfig()
 	if err != nil {
 		return nil, "", fmt.Errorf("loading kubeconfig: %w", err)
@@ -66,6 +76,15 @@ func clusterClient(kube *genericclioptions.ConfigFlags) (client.Client, string, 
 	ns, _, err := kube.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
 		return nil, "", fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	return cfg, ns, nil
+}
+
+// clusterClient is a client of that cluster, and the namespace.
+func clusterClient(kube *genericclioptions.ConfigFlags) (client.Client, string, error) {
+	cfg, ns, err := kubeconfig(kube)
+	if err != nil {
+		return nil, "", err
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	if err != nil {

@@ -446,11 +446,7 @@ func status(ctx context.Context, c client.Client, w io.Writer, color bool, ns, r
 		switch {
 		case run != "" && len(runs) == 0:
 			if !o.watch || now.After(deadline) {
-				where := "namespace " + ns
-				if ns == "" {
-					where = "any namespace"
-				}
-				return false, fmt.Errorf("no run %q in %s (kubectl sluice status lists the runs)", run, where)
+				return false, noRun(run, ns)
 			}
 		case run != "":
 			rs := runs[0]
