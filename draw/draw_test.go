@@ -2,7 +2,6 @@ package draw
 
 import (
 	"bytes"
-	"encoding/xml"
 	"flag"
 	"fmt"
 	"io"
@@ -93,25 +92,11 @@ func TestSVGValid(t *testing.T) {
 	if err := SVG(&b, r); err != nil {
 		t.Fatal(err)
 	}
-	dec := xml.NewDecoder(&b)
-	tasks := map[string]bool{}
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("not valid XML: %v", err)
-		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "g" {
-			for _, a := range se.Attr {
-				if a.Name.Local == "data-task" {
-					tasks[a.Value] = true
-				}
-			}
-		}
+	tasks, err := utiltesting.SVGTasks(&b)
+	if err != nil {
+		t.Fatalf("not valid XML: %v", err)
 	}
-	if len(tasks) != len(r.Tasks) || !tasks[`a<b>&"c"`] {
+	if _, ok := tasks[`a<b>&"c"`]; len(tasks) != len(r.Tasks) || !ok {
 		t.Errorf("task groups %v, want one per task (%d)", tasks, len(r.Tasks))
 	}
 }

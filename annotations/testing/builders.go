@@ -1,4 +1,5 @@
-// Package testing has builders of sluice Jobs and Pods for tests.
+// Package testing has what tests share: builders of sluice Jobs and Pods,
+// golden files, and reading back drawn SVGs.
 package testing
 
 import (

@@ -2,15 +2,14 @@ package cluster
 
 import (
 	"encoding/json"
-	"encoding/xml"
 	"errors"
-	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sluice-dev/sluice/annotations"
+	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
 	"github.com/sluice-dev/sluice/e2e/framework"
 )
 
@@ -86,30 +85,9 @@ func TestPlugin(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("graph -o svg: exit %d", code)
 	}
-	nodes := map[string]string{}
-	dec := xml.NewDecoder(strings.NewReader(out))
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("graph -o svg is not valid XML: %v", err)
-		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "g" {
-			var task, phase string
-			for _, a := range se.Attr {
-				switch a.Name.Local {
-				case "data-task":
-					task = a.Value
-				case "data-phase":
-					phase = a.Value
-				}
-			}
-			if task != "" {
-				nodes[task] = phase
-			}
-		}
+	nodes, err := utiltesting.SVGTasks(strings.NewReader(out))
+	if err != nil {
+		t.Fatalf("graph -o svg is not valid XML: %v", err)
 	}
 	if len(nodes) != len(want) {
 		t.Errorf("graph -o svg has nodes %v, want one per task of %v", nodes, want)
