@@ -54,6 +54,10 @@ const (
 	// be unable to start (unschedulable, its image not pulled, ...) before
 	// the task fails; a Go duration, "0" for never.
 	StartDeadlineAnnotation = Prefix + "start-deadline"
+	// AttemptAnnotation counts the generations of a task's object: absent
+	// on the first, 2 on the object `kubectl sluice retry` created in place
+	// of a failed one, and so on.
+	AttemptAnnotation = Prefix + "attempt"
 	// ResultsAnnotation is owned by the controller: JSON of the task's output parameters.
 	ResultsAnnotation = Prefix + "results"
 	// ReasonAnnotation is owned by the controller: one line saying why the phase is what it is.
@@ -65,6 +69,11 @@ const (
 	// 3339) the released task's pod has been unable to start, kept while it
 	// is, so that the start deadline survives a restart of the controller.
 	BlockedSinceAnnotation = Prefix + "blocked-since"
+	// ActiveDeadlineAnnotation is owned by the controller: the step's own
+	// activeDeadlineSeconds ("" when it had none) from before the
+	// controller cut it to stop a step that failed its start deadline, so
+	// that a retry restores it.
+	ActiveDeadlineAnnotation = Prefix + "active-deadline"
 )
 
 // UpstreamGate is the scheduling gate that holds a bare Pod until its
@@ -124,13 +133,13 @@ var userLabels = []string{PipelineLabel, RunLabel, TaskLabel, GroupLabel}
 var userAnnotations = []string{
 	AfterAnnotation, AfterGroupAnnotation, InputsAnnotation, OutputsAnnotation, WhenAnnotation, TriggerAnnotation,
 	GPUAnnotation, AcceleratorAnnotation, ContainerAnnotation, CPUAnnotation, MemoryAnnotation,
-	StorageClassAnnotation, ArtifactSizeAnnotation, StartDeadlineAnnotation,
+	StorageClassAnnotation, ArtifactSizeAnnotation, StartDeadlineAnnotation, AttemptAnnotation,
 }
 
 // ControllerLabels and ControllerAnnotations are written only by the controller.
 var (
 	ControllerLabels      = []string{PhaseLabel}
-	ControllerAnnotations = []string{ResultsAnnotation, ReasonAnnotation, RunOutcomeAnnotation, BlockedSinceAnnotation}
+	ControllerAnnotations = []string{ResultsAnnotation, ReasonAnnotation, RunOutcomeAnnotation, BlockedSinceAnnotation, ActiveDeadlineAnnotation}
 )
 
 // GraphKeys are the keys that define a task's place in its run's graph; they

@@ -3,6 +3,7 @@ package annotations
 import (
 	"slices"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -52,6 +53,18 @@ func JobOf(obj metav1.Object) types.UID {
 // ControlledByJob reports whether a Job controls obj: a pod of a Job is not
 // a task of its own.
 func ControlledByJob(obj metav1.Object) bool { return JobOf(obj) != "" }
+
+// IsHeld reports whether a task's object is still held by sluice: a Job
+// suspended (sluice suspends only tasks it holds), a Pod gated.
+func IsHeld(t *Task, obj metav1.Object) bool {
+	switch o := obj.(type) {
+	case *batchv1.Job:
+		return o.Spec.Suspend != nil && *o.Spec.Suspend && t.Held()
+	case *corev1.Pod:
+		return HasGate(&o.Spec)
+	}
+	return false
+}
 
 // HasGate reports whether a pod is held by sluice's scheduling gate.
 func HasGate(spec *corev1.PodSpec) bool {

@@ -63,6 +63,9 @@ type Task struct {
 	// StartDeadline overrides the controller's start deadline when set; 0
 	// means never.
 	StartDeadline *time.Duration
+	// Attempt is the generation of the task's object sluice.dev/attempt
+	// gives; 0 (unset) is the first.
+	Attempt int
 }
 
 // Upstreams returns every task this one waits for by name: the after list
@@ -237,6 +240,14 @@ func Parse(obj metav1.Object) (*Task, field.ErrorList) {
 			errs = append(errs, field.Invalid(annotationsPath.Key(StartDeadlineAnnotation), v, `expected a duration such as 10m or 1h30m, or "0" for no deadline`))
 		} else {
 			t.StartDeadline = &d
+		}
+	}
+	if v, ok := annots[AttemptAnnotation]; ok {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			errs = append(errs, field.Invalid(annotationsPath.Key(AttemptAnnotation), v, "expected a positive integer: the generation of the task's object, which kubectl sluice retry counts"))
+		} else {
+			t.Attempt = n
 		}
 	}
 	return t, errs

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,16 +106,30 @@ func blockedSinceChanged(obj client.Object, since time.Time) bool {
 // records the failure: a Job's activeDeadlineSeconds is cut to the time it
 // has been active, so that the Job controller fails it and deletes its pods;
 // a bare Pod on a node gets the same from the kubelet. A Pod that no node
-// took is failed through its status (failUnscheduled).
+// took is failed through its status (failUnscheduled). The deadline the
+// step had is kept in sluice.dev/active-deadline, for a retry to restore.
 func stopSpec(obj client.Object, now time.Time) {
 	cut := func(deadline **int64, start *metav1.Time) {
 		secs := int64(1)
 		if start != nil {
 			secs = max(secs, int64(now.Sub(start.Time).Seconds()))
 		}
-		if *deadline == nil || **deadline > secs {
-			*deadline = &secs
+		if *deadline != nil && **deadline <= secs {
+			return
 		}
+		annots := obj.GetAnnotations()
+		if annots == nil {
+			annots = map[string]string{}
+		}
+		if _, kept := annots[annotations.ActiveDeadlineAnnotation]; !kept {
+			own := ""
+			if *deadline != nil {
+				own = strconv.FormatInt(**deadline, 10)
+			}
+			annots[annotations.ActiveDeadlineAnnotation] = own
+			obj.SetAnnotations(annots)
+		}
+		*deadline = &secs
 	}
 	switch o := obj.(type) {
 	case *batchv1.Job:

@@ -113,6 +113,9 @@ func TestStartDeadlineFailsAJob(t *testing.T) {
 	if got := ptr.Deref(j.Spec.ActiveDeadlineSeconds, 0); got != 690 {
 		t.Errorf("activeDeadlineSeconds = %d, want 690 (the time the Job has been active)", got)
 	}
+	if own, ok := j.Annotations[annotations.ActiveDeadlineAnnotation]; !ok || own != "" {
+		t.Errorf("%s = %q (set: %v), want \"\": the Job had no deadline of its own, for a retry to restore", annotations.ActiveDeadlineAnnotation, own, ok)
+	}
 	if _, had := j.Annotations[annotations.BlockedSinceAnnotation]; had {
 		t.Error("blocked-since kept on a failed task")
 	}

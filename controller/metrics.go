@@ -24,6 +24,10 @@ var (
 		Name: "sluice_task_releases_total",
 		Help: "Tasks released by the controller.",
 	})
+	retakes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_task_retakes_total",
+		Help: "Tasks decided without running (skipped, upstream failed) taken back to Waiting because an upstream runs again (a retry).",
+	})
 	runs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_runs_total",
 		Help: "Runs that ended, by outcome (Succeeded: no task failed; skipped branches do not fail a run).",
@@ -86,5 +90,5 @@ func registerMetrics(reader client.Reader) {
 		return
 	}
 	registered = true
-	ctrlmetrics.Registry.MustRegister(releaseLatency, releases, runs, decisions, newTaskCollector(reader))
+	ctrlmetrics.Registry.MustRegister(releaseLatency, releases, retakes, runs, decisions, newTaskCollector(reader))
 }

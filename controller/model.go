@@ -45,6 +45,9 @@ type runModel struct {
 	// deadlines holds when each released task whose pod cannot start fails
 	// its start deadline, unless it starts first.
 	deadlines map[string]time.Time
+	// outcome is the task whose object carries the run's outcome
+	// (sluice.dev/run-outcome), "" while none does.
+	outcome string
 }
 
 // node is one task of the run.
@@ -178,6 +181,9 @@ func (m *runModel) remove(name string) (joins []string) {
 		}
 	}
 	delete(m.nodes, name)
+	if m.outcome == name {
+		m.outcome = ""
+	}
 	return joins
 }
 
@@ -240,6 +246,40 @@ func (m *runModel) upstreams(n *node, lost func(group string) []string) (map[str
 		groups = append(groups, gw)
 	}
 	return ups, groups
+}
+
+// retakable reports whether a task decided without running (Skipped,
+// UpstreamFailed, or Failed while held) may be taken back to Waiting: its
+// object is still held, it is on no cycle, and it waits for no task that
+// does not exist (one deleted while the controller was down looks like
+// that). decideAll takes it back only when the decision no longer holds.
+func (m *runModel) retakable(n *node, groups []groupWait) bool {
+	if !decidedWithoutRunning(n.state.phase) || !annotations.IsHeld(n.task, n.state.object()) || n.cycle != nil {
+		return false
+	}
+	for _, up := range n.task.Upstreams() {
+		if m.nodes[up] == nil {
+			return false
+		}
+	}
+	for _, g := range groups {
+		if len(g.members) < g.Size {
+			return false
+		}
+	}
+	return true
+}
+
+// rerunning adds to wake the tasks decided without running that wait for
+// name, which does not show a final phase any more (a new generation of a
+// failed task, `kubectl sluice retry`, or a task taken back): their
+// decisions may no longer hold.
+func (m *runModel) rerunning(name string, wake map[string]bool) {
+	for _, d := range m.down[name] {
+		if dn := m.nodes[d]; dn != nil && decidedWithoutRunning(dn.state.phase) {
+			wake[d] = true
+		}
+	}
 }
 
 // waitsFor reports whether n waits for the task named up: by name, or as a

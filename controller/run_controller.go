@@ -207,6 +207,21 @@ func (r *RunReconciler) Reconcile(ctx context.Context, req reconcile.Request) (_
 			}
 		}
 	}
+	if m.unfinished > 0 {
+		// A run that ended has tasks to finish again (a retry): it will end
+		// anew.
+		r.mu.Lock()
+		delete(r.ended, key)
+		r.mu.Unlock()
+		if !conflicts && m.outcome != "" {
+			switch err := r.reopen(ctx, key, m); {
+			case apierrors.IsConflict(err):
+				conflicts = true
+			case err != nil:
+				return reconcile.Result{}, err
+			}
+		}
+	}
 	if !conflicts && m.unfinished == 0 {
 		done, err := r.recordRunEnd(ctx, key.Namespace, key.Name, m)
 		switch {
@@ -358,6 +373,14 @@ func (r *RunReconciler) observe(ctx context.Context, key types.NamespacedName, m
 			if before != s.phase {
 				r.wakeDownstream(m, name, wake)
 			}
+			if before.Finished() && !s.phase.Finished() {
+				m.rerunning(name, wake)
+			}
+		}
+		if _, ok := obj.GetAnnotations()[annotations.RunOutcomeAnnotation]; ok {
+			m.outcome = name
+		} else if m.outcome == name {
+			m.outcome = ""
 		}
 		changed[name] = true
 		if s.phase == annotations.PhaseWaiting {
@@ -392,6 +415,8 @@ func (r *RunReconciler) observe(ctx context.Context, key types.NamespacedName, m
 		}
 		if finished(n.state) {
 			r.wakeDownstream(m, n.task.Name, wake)
+		} else {
+			m.rerunning(n.task.Name, wake)
 		}
 	}
 	return changed, wake, nil
@@ -538,7 +563,7 @@ func (r *RunReconciler) decideAll(ctx context.Context, key types.NamespacedName,
 		name := queue[0]
 		queue = queue[1:]
 		n := m.nodes[name]
-		if n == nil || n.state.phase != annotations.PhaseWaiting {
+		if n == nil || (n.state.phase != annotations.PhaseWaiting && !decidedWithoutRunning(n.state.phase)) {
 			continue
 		}
 		var d decision
@@ -550,6 +575,27 @@ func (r *RunReconciler) decideAll(ctx context.Context, key types.NamespacedName,
 			d = decide(n.task, ups, groups, func(up string) bool { return r.deleted.has(key.Namespace, key.Name, up) }, n.when, n.whenErr)
 		}
 		s := n.state
+		if s.phase != annotations.PhaseWaiting {
+			// Decided without running, and an upstream runs again: the
+			// decision is taken back once it no longer holds. The task
+			// waits again, and is decided as any waiting task.
+			if d.phase.Finished() || !m.retakable(n, groups) {
+				continue
+			}
+			back, err := r.takeBack(ctx, n, ups)
+			if apierrors.IsConflict(err) {
+				conflicts = true
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			w := map[string]bool{name: true}
+			m.rerunning(name, w)
+			queue = append(queue, slices.Sorted(maps.Keys(w))...)
+			m.observed(n, back)
+			continue
+		}
 		if d.phase == annotations.PhaseWaiting {
 			s.reason = d.reason
 			var err error
@@ -604,6 +650,50 @@ func (r *RunReconciler) decideAll(ctx context.Context, key types.NamespacedName,
 		}
 	}
 	return conflicts, failed
+}
+
+// takeBack returns a task decided without running to Waiting, because an
+// upstream it was decided on runs again (a retry): the decision is removed
+// from its object, which is still held.
+func (r *RunReconciler) takeBack(ctx context.Context, n *node, ups map[string]*taskState) (*taskState, error) {
+	var again []string
+	for name, u := range ups {
+		if !finished(u) {
+			again = append(again, name)
+		}
+	}
+	back := *n.state
+	back.phase, back.reason = annotations.PhaseWaiting, ""
+	if err := r.patchTask(ctx, &back, func(obj client.Object) { setPhase(obj, back.phase, "") }); err != nil {
+		return nil, fmt.Errorf("taking %s back to Waiting: %w", klog.KObj(n.state.object()), err)
+	}
+	retakes.Inc()
+	msg := fmt.Sprintf("was %s (%s); upstream %s runs again: waiting for it", n.state.phase, n.state.reason, list(again))
+	ctrl.LoggerFrom(ctx).V(2).Info("Took task back", "object", klog.KObj(back.object()), "task", n.task.Name, "was", n.state.phase, "upstreams", again)
+	r.normalEvent(back.object(), "TakenBack", "Hold", oneLine(msg))
+	return &back, nil
+}
+
+// reopen withdraws the outcome of a run that has unfinished tasks again (a
+// retry) from the task that carries it: the outcome is recorded anew once
+// they finish.
+func (r *RunReconciler) reopen(ctx context.Context, key types.NamespacedName, m *runModel) error {
+	n := m.nodes[m.outcome]
+	if n == nil {
+		m.outcome = ""
+		return nil
+	}
+	was := n.state.object().GetAnnotations()[annotations.RunOutcomeAnnotation]
+	err := r.patchTask(ctx, n.state, func(obj client.Object) {
+		delete(obj.GetAnnotations(), annotations.RunOutcomeAnnotation)
+	})
+	if err != nil {
+		return fmt.Errorf("withdrawing the outcome of run %s from %s: %w", key, klog.KObj(n.state.object()), err)
+	}
+	m.outcome = ""
+	ctrl.LoggerFrom(ctx).V(2).Info("Run runs again", "was", was, "unfinished", m.unfinished)
+	r.normalEvent(n.state.object(), "RunReopened", "RunEnded", fmt.Sprintf("run %s runs again (%d tasks to finish); its outcome %s is withdrawn", key, m.unfinished, was))
+	return nil
 }
 
 // ensureVolumeOf creates the run's artifact volume the first time a task
@@ -769,6 +859,7 @@ func (r *RunReconciler) recordRunEnd(ctx context.Context, ns, run string, m *run
 	if err != nil {
 		return false, fmt.Errorf("recording the end of run %s/%s on %s: %w", ns, run, klog.KObj(obj), err)
 	}
+	m.outcome = last.task.Name
 	runs.WithLabelValues(outcome).Inc()
 	msg := fmt.Sprintf("run %s/%s %s: %d succeeded, %d failed, %d upstream-failed, %d skipped", ns, run, strings.ToLower(outcome),
 		counts[annotations.PhaseSucceeded], counts[annotations.PhaseFailed], counts[annotations.PhaseUpstreamFailed], counts[annotations.PhaseSkipped])

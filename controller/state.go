@@ -102,7 +102,7 @@ func observeJob(task *annotations.Task, job *batchv1.Job, pods []*corev1.Pod) *t
 			}
 		}
 	}
-	s.phase, s.reason = unfinishedPhase(job, pods, ptrTrue(job.Spec.Suspend) && task.Held())
+	s.phase, s.reason = unfinishedPhase(job, pods, annotations.IsHeld(task, job))
 	return s
 }
 
@@ -165,7 +165,7 @@ func observePod(task *annotations.Task, pod *corev1.Pod) *taskState {
 	case pod.Status.Phase == corev1.PodFailed:
 		s.phase, s.reason, s.finishedAt = annotations.PhaseFailed, "pod failed: "+podFailure(pod), podFinishedAt(pod)
 	default:
-		s.phase, s.reason = unfinishedPhase(pod, s.pods, annotations.HasGate(&pod.Spec))
+		s.phase, s.reason = unfinishedPhase(pod, s.pods, annotations.IsHeld(task, pod))
 	}
 	return s
 }

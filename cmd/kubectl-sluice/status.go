@@ -109,7 +109,9 @@ type taskStatus struct {
 	Duration string          `json:"duration,omitempty"`
 	Reason   string          `json:"reason,omitempty"`
 	Results  json.RawMessage `json:"results,omitempty"`
-	end      time.Time       // when it finished, if it did
+	// Attempt is the generation of the task's object, from 2 on (retries).
+	Attempt int       `json:"attempt,omitempty"`
+	end     time.Time // when it finished, if it did
 	// ups are the tasks it waits for (named, and its groups' members);
 	// when is its condition.
 	ups  []string
@@ -139,13 +141,9 @@ func readRuns(ctx context.Context, c client.Client, ns, run string, now time.Tim
 	if ns != "" {
 		opts = append(opts, client.InNamespace(ns))
 	}
-	var jobs batchv1.JobList
-	if err := c.List(ctx, &jobs, opts...); err != nil {
-		return nil, fmt.Errorf("listing Jobs: %w", err)
-	}
-	var pods corev1.PodList
-	if err := c.List(ctx, &pods, opts...); err != nil {
-		return nil, fmt.Errorf("listing Pods: %w", err)
+	jobs, pods, err := listSteps(ctx, c, opts...)
+	if err != nil {
+		return nil, err
 	}
 	type member struct {
 		task *annotations.Task
@@ -214,7 +212,7 @@ func readRuns(ctx context.Context, c client.Client, ns, run string, now time.Tim
 		var end time.Time
 		for _, m := range members {
 			ts := m.ts
-			ts.ups, ts.when = m.task.Upstreams(), m.task.When
+			ts.ups, ts.when, ts.Attempt = m.task.Upstreams(), m.task.When, m.task.Attempt
 			for _, w := range m.task.AfterGroups {
 				ts.ups = append(ts.ups, g.Members(w.Group)...)
 			}
@@ -245,9 +243,9 @@ func readRuns(ctx context.Context, c client.Client, ns, run string, now time.Tim
 			rs.Tasks = append(rs.Tasks, ts)
 		}
 		switch {
-		case rs.Outcome != "":
-		case !finished:
+		case !finished: // a retried run, whose old outcome may not be withdrawn yet
 			rs.Outcome = "Running"
+		case rs.Outcome != "":
 		case failed:
 			rs.Outcome = string(annotations.PhaseFailed)
 		default:
@@ -269,6 +267,20 @@ func readRuns(ctx context.Context, c client.Client, ns, run string, now time.Tim
 		return a.Started.Compare(b.Started.Time)
 	})
 	return out, nil
+}
+
+// listSteps lists the Jobs and Pods that opts select: sluice's steps, and
+// the pods of its Jobs.
+func listSteps(ctx context.Context, c client.Client, opts ...client.ListOption) (*batchv1.JobList, *corev1.PodList, error) {
+	var jobs batchv1.JobList
+	if err := c.List(ctx, &jobs, opts...); err != nil {
+		return nil, nil, fmt.Errorf("listing Jobs: %w", err)
+	}
+	var pods corev1.PodList
+	if err := c.List(ctx, &pods, opts...); err != nil {
+		return nil, nil, fmt.Errorf("listing Pods: %w", err)
+	}
+	return &jobs, &pods, nil
 }
 
 func later(a, b time.Time) time.Time {
@@ -336,7 +348,11 @@ func printTasks(w io.Writer, rs *runStatus, color bool) {
 		if t.Started != nil {
 			started = t.Started.UTC().Format(time.TimeOnly)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Task, t.Kind, paint(dash(t.Phase), color), dash(t.Node),
+		task := t.Task
+		if t.Attempt > 1 {
+			task += fmt.Sprintf(" (attempt %d)", t.Attempt)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", task, t.Kind, paint(dash(t.Phase), color), dash(t.Node),
 			dash(started), dash(t.Duration), dash(string(t.Results)), t.Reason)
 	}
 	_ = tw.Flush()

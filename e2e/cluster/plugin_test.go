@@ -1,12 +1,19 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/annotations"
 	utiltesting "github.com/sluice-dev/sluice/annotations/testing"
@@ -124,5 +131,88 @@ func TestPluginLogs(t *testing.T) {
 	}
 	if _, code := plugin(t, "logs", "r", "nope", "-n", ns); code != 1 {
 		t.Errorf("logs of an unknown task: exit %d, want 1", code)
+	}
+}
+
+// TestPluginRetry: a step on the real node fails because of its ConfigMap;
+// once the ConfigMap is fixed, kubectl sluice retry runs it again as attempt
+// 2, reading the artifact its upstream wrote in the first attempt, the step
+// that never ran because of it runs, and the run ends Succeeded. The tasks
+// that had succeeded did not run again: same Jobs, same pods. A second
+// retry right after the first changes nothing.
+func TestPluginRetry(t *testing.T) {
+	ns, _ := setup(t)
+	ctx := context.Background()
+	settings := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: ns}, Data: map[string]string{"mode": "broken"}}
+	train := realJob("train", ns, `set -e
+		echo "mode is $MODE"
+		test "$MODE" = fixed
+		echo "seen=$(cat "$SLUICE_INPUT_DATA/n")" >/dev/termination-log`).Inputs("data=prep.data").Obj()
+	train.Spec.Template.Spec.Containers[0].Env = append(train.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: "MODE",
+		ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}, Key: "mode"}}})
+	create(t, settings,
+		realJob("prep", ns, `echo 7 >"$SLUICE_OUTPUT_DATA/n"`).Outputs("data:Dataset").Obj(),
+		train,
+		realJob("report", ns, `echo "train done"`).After("train").Obj(),
+		realJob("side", ns, `true`).After("prep").Obj(),
+	)
+	waitPhases(t, ns, map[string]annotations.Phase{
+		"prep": annotations.PhaseSucceeded, "side": annotations.PhaseSucceeded,
+		"train": annotations.PhaseFailed, "report": annotations.PhaseUpstreamFailed,
+	})
+	eventually(t, "the run's first outcome", func() (bool, string) {
+		out, _ := plugin(t, "status", "r", "-n", ns)
+		return strings.Contains(out, "run "+ns+"/r: Failed"), out
+	})
+	kept := map[string]types.UID{}
+	keptPods := map[string][]types.UID{}
+	for _, task := range []string{"prep", "side"} {
+		var j batchv1.Job
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: task}, &j); err != nil {
+			t.Fatal(err)
+		}
+		kept[task] = j.UID
+		for _, p := range podsOf(t, ns, task) {
+			keptPods[task] = append(keptPods[task], p.UID)
+		}
+	}
+
+	if out, code := plugin(t, "retry", "r", "-n", ns, "--dry-run"); code != 0 || !strings.Contains(out, "failed: attempt 2 replaces it") ||
+		!strings.Contains(out, "never ran: waits for train again") {
+		t.Errorf("retry --dry-run: exit %d:\n%s", code, out)
+	}
+	settings.Data["mode"] = "fixed"
+	if err := cluster.Client.Update(ctx, settings); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := plugin(t, "retry", "r", "-n", ns); code != 0 || !strings.Contains(out, "Job train: attempt 2 created") {
+		t.Fatalf("retry: exit %d:\n%s", code, out)
+	}
+	if out, code := plugin(t, "retry", "r", "-n", ns); code != 0 || strings.Contains(out, "created") {
+		t.Errorf("a second retry right after the first: exit %d:\n%s", code, out)
+	}
+	waitPhases(t, ns, map[string]annotations.Phase{
+		"prep": annotations.PhaseSucceeded, "side": annotations.PhaseSucceeded,
+		"train": annotations.PhaseSucceeded, "report": annotations.PhaseSucceeded,
+	})
+	eventually(t, "the run's outcome after the retry", func() (bool, string) {
+		out, _ := plugin(t, "status", "r", "-n", ns)
+		return strings.Contains(out, "run "+ns+"/r: Succeeded") && strings.Contains(out, "train (attempt 2)"), out
+	})
+	if got := results(t, ns, "train")["seen"]; got != float64(7) {
+		t.Errorf("attempt 2 of train read seen=%v from prep's artifact, want 7", got)
+	}
+	for task, uid := range kept {
+		var j batchv1.Job
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: task}, &j); err != nil {
+			t.Fatal(err)
+		}
+		var pods []types.UID
+		for _, p := range podsOf(t, ns, task) {
+			pods = append(pods, p.UID)
+		}
+		if j.UID != uid || len(pods) != len(keptPods[task]) || (len(pods) > 0 && pods[0] != keptPods[task][0]) {
+			t.Errorf("%s ran again: Job %s (was %s), pods %v (were %v)", task, j.UID, uid, pods, keptPods[task])
+		}
 	}
 }

@@ -208,7 +208,7 @@ func (r *Recorder) Check() Result {
 				report(v.checkReleasedEarly(th))
 				report(checkReleasedTwice(th))
 				report(checkCompletions(th))
-				report(checkPhaseForward(th))
+				report(v.checkPhaseForward(th))
 			}
 			if th := v.current(name); !th.gone() {
 				report(v.checkFinalPhase(th, cycles[name]))

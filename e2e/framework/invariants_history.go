@@ -79,6 +79,18 @@ type taskHistory struct {
 func (h *taskHistory) first() observation { return h.versions[0] }
 func (h *taskHistory) last() observation  { return h.versions[len(h.versions)-1] }
 
+// phaseAt returns the phase of the last version seen before rv; ok is
+// false when none was, or the object was deleted by then.
+func (h *taskHistory) phaseAt(rv uint64) (phase annotations.Phase, ok bool) {
+	for _, o := range h.versions {
+		if o.rv >= rv {
+			break
+		}
+		phase, ok = o.phase, !o.deleted
+	}
+	return phase, ok
+}
+
 // gone reports whether the object was seen deleted.
 func (h *taskHistory) gone() bool { return h.last().deleted }
 

@@ -182,13 +182,18 @@ func checkCompletions(th *taskHistory) *Violation {
 
 // checkPhaseForward is RulePhaseBackwards: a finished phase is final, a
 // running task does not wait again, and a recorded phase is not removed.
-func checkPhaseForward(th *taskHistory) *Violation {
+// One exception is a retry's: a task decided without running (it is still
+// held) is taken back while a task it waits for runs again.
+func (v *runView) checkPhaseForward(th *taskHistory) *Violation {
 	var prev observation
 	for i, o := range th.versions {
 		if i > 0 && o.phase != prev.phase {
 			backwards := prev.phase.Finished() ||
 				(prev.phase == annotations.PhaseRunning && o.phase == annotations.PhaseWaiting) ||
 				(prev.phase != "" && o.phase == "")
+			if backwards && v.takenBack(th, prev, o) {
+				backwards = false
+			}
 			if backwards {
 				return &Violation{Rule: RulePhaseBackwards, Task: th.task.Name,
 					Message:  fmt.Sprintf("phase %q at rv=%d became %q at rv=%d", prev.phase, prev.rv, o.phase, o.rv),
@@ -198,6 +203,30 @@ func checkPhaseForward(th *taskHistory) *Violation {
 		prev = o
 	}
 	return nil
+}
+
+// takenBack reports whether a change from prev to o is the controller
+// taking back a decision made without running: the task was held and
+// waits (or was released) again, while one of its upstreams ran again.
+func (v *runView) takenBack(th *taskHistory, prev, o observation) bool {
+	decided := prev.phase == annotations.PhaseSkipped || prev.phase == annotations.PhaseUpstreamFailed || prev.phase == annotations.PhaseFailed
+	if !decided || !prev.held || (o.phase != annotations.PhaseWaiting && o.phase != annotations.PhaseRunning) {
+		return false
+	}
+	ups := th.task.Upstreams()
+	for _, w := range th.task.AfterGroups {
+		ups = append(ups, v.members(w.Group, o.rv)...)
+	}
+	for _, name := range ups {
+		up := v.at(name, o.rv)
+		if up == nil {
+			continue
+		}
+		if p, ok := up.phaseAt(o.rv); ok && !p.Finished() {
+			return true
+		}
+	}
+	return false
 }
 
 // upstreamState is what a task's decision reads of one upstream at the end.

@@ -155,6 +155,28 @@ func (f *fakeRun) fail(name string, edits ...func(client.Object)) {
 	f.update(name, append([]func(client.Object){condition(batchv1.JobFailed), phase(annotations.PhaseFailed)}, edits...)...)
 }
 
+// retry replaces a failed Job task with its next generation, as kubectl
+// sluice retry does: deleted, then created anew under the same name.
+func (f *fakeRun) retry(name string) {
+	f.delete(name)
+	j := freeJob(name)
+	j.UID = types.UID(name + "-2")
+	j.Annotations = map[string]string{annotations.AttemptAnnotation: "2"}
+	f.apply(j)
+}
+
+// succeedRetried runs a retried Job task (retry) to success.
+func (f *fakeRun) succeedRetried(name string) {
+	pod := utiltesting.MakePod(name+"-pod-2", "ns").Label(annotations.RunLabel, "r").OwnedByJob(name, name+"-2").Phase(corev1.PodRunning).Obj()
+	f.apply(pod)
+	f.update(pod.Name, podPhase(corev1.PodSucceeded))
+	f.update(name, condition(batchv1.JobComplete), phase(annotations.PhaseSucceeded))
+}
+
+// withdraw removes the run outcome, as the controller does when the run
+// runs again.
+func withdraw(o client.Object) { delete(o.GetAnnotations(), annotations.RunOutcomeAnnotation) }
+
 func TestInvariants(t *testing.T) {
 	cases := map[string]struct {
 		opts    []InvariantOption
@@ -239,6 +261,55 @@ func TestInvariants(t *testing.T) {
 				f.succeed("b", outcome("Succeeded"))
 			},
 			want: []Rule{RuleReleasedEarly},
+		},
+		"a retry: the failed task's new generation runs, what never ran is taken back, the run ends again": {
+			history: func(f *fakeRun) {
+				f.apply(freeJob("a"))
+				f.apply(heldJob(job("b").After("a")))
+				f.apply(heldJob(job("c").After("b")))
+				f.fail("a")
+				f.update("b", phase(annotations.PhaseUpstreamFailed))
+				f.update("c", phase(annotations.PhaseUpstreamFailed), outcome("Failed"))
+				f.retry("a")
+				f.update("b", phase(annotations.PhaseWaiting))
+				f.update("c", phase(annotations.PhaseWaiting))
+				f.update("c", withdraw)
+				f.succeedRetried("a")
+				f.update("b", release)
+				f.succeed("b")
+				f.update("c", release)
+				f.succeed("c", outcome("Succeeded"))
+			},
+		},
+		"a decision taken back while nothing it waits for runs again": {
+			history: func(f *fakeRun) {
+				f.apply(freeJob("a"))
+				f.apply(heldJob(job("b").After("a")))
+				f.fail("a")
+				f.update("b", phase(annotations.PhaseUpstreamFailed), outcome("Failed"))
+				f.update("b", phase(annotations.PhaseWaiting))
+			},
+			want: []Rule{RuleFinalPhase, RulePhaseBackwards, RuleRunOutcome},
+		},
+		"a run outcome withdrawn though the run had ended": {
+			history: func(f *fakeRun) {
+				f.apply(freeJob("a"))
+				f.fail("a", outcome("Failed"))
+				f.update("a", withdraw)
+			},
+			want: []Rule{RuleRunOutcome},
+		},
+		"a retried run's old outcome kept while it runs again": {
+			history: func(f *fakeRun) {
+				f.apply(freeJob("a"))
+				f.apply(freeJob("b"))
+				f.succeed("b")
+				f.fail("a")
+				f.update("b", outcome("Failed"))
+				f.retry("a")
+				f.succeedRetried("a")
+			},
+			want: []Rule{RuleRunOutcome},
 		},
 		"a failure propagates down the chain": {
 			history: func(f *fakeRun) {
