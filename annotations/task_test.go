@@ -114,6 +114,14 @@ func TestParse(t *testing.T) {
 			obj:  object("t", map[string]string{PipelineLabel: "p"}, map[string]string{StartDeadlineAnnotation: "0"}),
 			want: &Task{Namespace: "ml", Pipeline: "p", Run: "p", Name: "t", Trigger: TriggerAllSucceeded, StartDeadline: ptr.To(time.Duration(0))},
 		},
+		"attempt": {
+			obj:  object("t", map[string]string{PipelineLabel: "p"}, map[string]string{AttemptAnnotation: "2"}),
+			want: &Task{Namespace: "ml", Pipeline: "p", Run: "p", Name: "t", Trigger: TriggerAllSucceeded, Attempt: 2},
+		},
+		"bad attempt": {
+			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{AttemptAnnotation: "0"}),
+			wantErr: []string{`sluice.dev/attempt]: Invalid value: "0": expected a positive integer`},
+		},
 		"group and after-group": {
 			obj: object("join", map[string]string{PipelineLabel: "p", GroupLabel: "reports"}, map[string]string{
 				AfterGroupAnnotation: "shards=1000, evals = 3",
