@@ -106,10 +106,18 @@ test-chart: tools
 test-integration: tools
 	$(GOTEST_STATIC) -count=1 -timeout 10m ./e2e/integration/...
 
-## test-e2e: full local cluster (real node and kwok nodes, kube-controller-manager, the chart installed, our manager and scheduler); as root
+## test-e2e: full local cluster (real node and kwok nodes, kube-controller-manager, the chart installed, our manager and scheduler); as root.
+## Test artifacts (the dashboard's screenshot) go to bin/test-artifacts/
 .PHONY: test-e2e
-test-e2e: tools build images
-	$(GOTEST_STATIC) -count=1 -timeout 30m ./e2e/cluster/...
+test-e2e: tools build images browser
+	mkdir -p $(BIN)/test-artifacts && $(GOTEST_STATIC) -count=1 -timeout 30m -artifacts -outputdir $(BIN)/test-artifacts ./e2e/cluster/...
+
+## browser: Debian's chromium for the dashboard's browser test, when missing; the test skips, saying so, if it cannot be installed
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || { echo "browser: installing chromium"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+		echo "browser: chromium could not be installed: the dashboard's browser test will be skipped"; }
 
 ## test-soak: the manager SIGKILLed many times over many runs, for several seeds (not part of make test; ~10 min)
 SOAK_SEEDS ?= 1 2 3
@@ -136,6 +144,13 @@ bench-peers: $(ARGO_CONTROLLER) dev-up
 $(ARGO_CONTROLLER): bench/peers/go.mod bench/peers/go.sum
 	cd bench/peers && v=$$($(GO) list -m -f '{{.Version}}' github.com/argoproj/argo-workflows/v4) && \
 		$(GOBUILD) -ldflags "-s -w -X github.com/argoproj/argo-workflows/v4.version=$$v" -o $@ github.com/argoproj/argo-workflows/v4/cmd/workflow-controller
+
+## krew: kubectl-sluice archives for krew's platforms and the plugin manifest naming them, into bin/dist/
+## (KREW_BASE: where the release's archives will be downloaded from; VERSION: its v-prefixed version)
+.PHONY: krew
+krew:
+	@test -n "$(KREW_BASE)" || { echo "krew: set KREW_BASE to where the archives will be downloaded from"; exit 1; }
+	$(GO) run ./hack/krew -version $(VERSION) -base "$(KREW_BASE)" -out $(BIN)/dist
 
 ## verify: formatting, vet, and a tidy go.mod
 .PHONY: verify

@@ -22,6 +22,7 @@ import (
 // logsOptions are logs's flags.
 type logsOptions struct {
 	follow, previous, all bool
+	tail                  int64 // the last lines only, when > 0
 }
 
 func newLogsCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
@@ -68,6 +69,7 @@ under a header, upstreams first.`,
 	cmd.Flags().BoolVarP(&o.follow, "follow", "f", false, "stream the logs as they come")
 	cmd.Flags().BoolVarP(&o.previous, "previous", "p", false, "the container's previous run in its pod")
 	cmd.Flags().BoolVar(&o.all, "all", false, "every task of the run, upstreams first")
+	cmd.Flags().Int64Var(&o.tail, "tail", -1, "the last lines of each log only (-1: all of it)")
 	return cmd
 }
 
@@ -168,9 +170,11 @@ func podLogs(ctx context.Context, cs kubernetes.Interface, w io.Writer, p *corev
 			p = latest
 		}
 	}
-	req := cs.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{
-		Container: mainContainerOf(p), Follow: o.follow, Previous: o.previous,
-	})
+	opts := &corev1.PodLogOptions{Container: mainContainerOf(p), Follow: o.follow, Previous: o.previous}
+	if o.tail > 0 {
+		opts.TailLines = &o.tail
+	}
+	req := cs.CoreV1().Pods(p.Namespace).GetLogs(p.Name, opts)
 	stream, err := req.Stream(ctx)
 	if err != nil {
 		return fmt.Errorf("logs of pod %s: %w", p.Name, err)

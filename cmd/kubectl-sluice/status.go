@@ -112,6 +112,7 @@ type taskStatus struct {
 	// Attempt is the generation of the task's object, from 2 on (retries).
 	Attempt int       `json:"attempt,omitempty"`
 	end     time.Time // when it finished, if it did
+	object  string    // the task's Job or Pod
 	// ups are the tasks it waits for (named, and its groups' members);
 	// when is its condition.
 	ups  []string
@@ -133,7 +134,7 @@ type runStatus struct {
 // readRuns reads the sluice Jobs and bare Pods of ns (every namespace when
 // ""), of one run or of all, and returns the runs sorted by namespace and
 // start, their tasks in graph order.
-func readRuns(ctx context.Context, c client.Client, ns, run string, now time.Time) ([]*runStatus, error) {
+func readRuns(ctx context.Context, c client.Reader, ns, run string, now time.Time) ([]*runStatus, error) {
 	opts := []client.ListOption{client.HasLabels{annotations.RunLabel}}
 	if run != "" {
 		opts = []client.ListOption{client.MatchingLabels{annotations.RunLabel: run}}
@@ -212,7 +213,7 @@ func readRuns(ctx context.Context, c client.Client, ns, run string, now time.Tim
 		var end time.Time
 		for _, m := range members {
 			ts := m.ts
-			ts.ups, ts.when, ts.Attempt = m.task.Upstreams(), m.task.When, m.task.Attempt
+			ts.ups, ts.when, ts.Attempt, ts.object = m.task.Upstreams(), m.task.When, m.task.Attempt, m.obj.GetName()
 			for _, w := range m.task.AfterGroups {
 				ts.ups = append(ts.ups, g.Members(w.Group)...)
 			}
@@ -271,7 +272,7 @@ func readRuns(ctx context.Context, c client.Client, ns, run string, now time.Tim
 
 // listSteps lists the Jobs and Pods that opts select: sluice's steps, and
 // the pods of its Jobs.
-func listSteps(ctx context.Context, c client.Client, opts ...client.ListOption) (*batchv1.JobList, *corev1.PodList, error) {
+func listSteps(ctx context.Context, c client.Reader, opts ...client.ListOption) (*batchv1.JobList, *corev1.PodList, error) {
 	var jobs batchv1.JobList
 	if err := c.List(ctx, &jobs, opts...); err != nil {
 		return nil, nil, fmt.Errorf("listing Jobs: %w", err)
