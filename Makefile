@@ -39,6 +39,7 @@ host-packages:
 build:
 	$(GOBUILD) -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/sluice-webhook ./cmd/webhook
 	$(GOBUILD) -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/kubectl-sluice ./cmd/kubectl-sluice
+	install -m 0755 hack/krew/kubectl_complete-sluice $(BIN)/kubectl_complete-sluice
 	$(GOBUILD) -o $(BIN)/sluice-provisioner ./hack/provisioner
 	$(GOBUILD) -o $(BIN)/sluice-certgen ./hack/certgen
 	$(GOBUILD) -o $(BIN)/sluice-gpu-plugin ./hack/gpu-plugin

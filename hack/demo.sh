@@ -53,6 +53,8 @@ Look around:
   bin/kubectl-sluice status $RUN
   bin/kubectl-sluice logs $RUN --all
   bin/kubectl-sluice graph $RUN -o svg > $RUN.svg
+  bin/kubectl-sluice dashboard       # the runs and their graphs, live, in your browser
+  bin/kubectl-sluice retry $RUN --dry-run
   curl -s http://127.0.0.1:18080/metrics | grep ^sluice_
 Tear down:
   make dev-down

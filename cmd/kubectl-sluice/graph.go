@@ -58,6 +58,7 @@ Phases are colors; a conditional task is dashed, a skipped one struck through.`,
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "ascii", "ascii, dot, mermaid or svg")
+	cmd.ValidArgsFunction = completeRunArgs(kube, false)
 	return cmd
 }
 

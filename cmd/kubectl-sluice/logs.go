@@ -70,6 +70,7 @@ under a header, upstreams first.`,
 	cmd.Flags().BoolVarP(&o.previous, "previous", "p", false, "the container's previous run in its pod")
 	cmd.Flags().BoolVar(&o.all, "all", false, "every task of the run, upstreams first")
 	cmd.Flags().Int64Var(&o.tail, "tail", -1, "the last lines of each log only (-1: all of it)")
+	cmd.ValidArgsFunction = completeRunArgs(kube, true)
 	return cmd
 }
 

@@ -7,10 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -44,9 +49,27 @@ func main() {
 	case errors.As(err, &exit):
 		os.Exit(exit.code)
 	case err != nil:
-		fmt.Fprintln(os.Stderr, "kubectl sluice:", err)
+		fmt.Fprintln(os.Stderr, "kubectl sluice:", explain(err))
 		os.Exit(1)
 	}
+}
+
+// explain adds what to do to the errors a user can act on: a refusal by
+// RBAC (the API server's message names the verb and the resource), and a
+// cluster that cannot be reached.
+func explain(err error) string {
+	msg := err.Error()
+	var netErr net.Error
+	var urlErr *url.Error
+	switch {
+	case apierrors.IsForbidden(err):
+		return msg + " (your credentials lack that permission: ask for it, or use another --context)"
+	case apierrors.IsUnauthorized(err):
+		return msg + " (your credentials were not accepted: log in again, or use another --context)"
+	case errors.As(err, &urlErr), errors.As(err, &netErr), strings.Contains(msg, "connection refused"), strings.Contains(msg, "no such host"):
+		return msg + " (the cluster cannot be reached: is it up, and is it your kubeconfig's current context? kubectl cluster-info checks)"
+	}
+	return msg
 }
 
 func newRootCommand() *cobra.Command {
@@ -91,4 +114,41 @@ func clusterClient(kube *genericclioptions.ConfigFlags) (client.Client, string, 
 		return nil, "", err
 	}
 	return c, ns, nil
+}
+
+// completeRunArgs completes a command's arguments: the namespace's runs
+// first, then (for logs) the tasks of the run named.
+func completeRunArgs(kube *genericclioptions.ConfigFlags, tasksToo bool) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 1 || (len(args) == 1 && !tasksToo) {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, ns, err := clusterClient(kube)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		run := ""
+		if len(args) == 1 {
+			run = args[0]
+		}
+		runs, err := readRuns(cmd.Context(), c, ns, run, time.Now())
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, rs := range runs {
+			if run == "" {
+				if strings.HasPrefix(rs.Run, toComplete) {
+					out = append(out, cobra.CompletionWithDesc(rs.Run, rs.Pipeline+", "+rs.Outcome))
+				}
+				continue
+			}
+			for _, t := range rs.Tasks {
+				if strings.HasPrefix(t.Task, toComplete) {
+					out = append(out, cobra.CompletionWithDesc(t.Task, t.Phase))
+				}
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }

@@ -62,6 +62,7 @@ cannot be created.`,
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print what a retry would do, and change nothing")
 	cmd.Flags().DurationVar(&o.apply.Timeout, "timeout", time.Minute, "how long to wait for a failed object to be gone before creating its new attempt")
+	cmd.ValidArgsFunction = completeRunArgs(kube, false)
 	return cmd
 }
 

@@ -90,6 +90,7 @@ terminal (NO_COLOR turns that off).`,
 	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "print again on every change (for one run: until it ends)")
 	cmd.Flags().BoolVar(&o.watch, "wait", false, "the same as --watch")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 10*time.Minute, "with --watch, give up after this long")
+	cmd.ValidArgsFunction = completeRunArgs(kube, false)
 	return cmd
 }
 

@@ -110,6 +110,14 @@ func TestPlugin(t *testing.T) {
 	if _, code := plugin(t, "status", "nope", "-n", ns); code != 1 {
 		t.Errorf("status of an unknown run: exit %d, want 1", code)
 	}
+	// Shell completion (kubectl_complete-sluice runs this): runs, then a
+	// run's tasks.
+	if out, _ := plugin(t, "__complete", "status", "", "-n", ns); !strings.Contains(out, "r\tp, Succeeded\n") {
+		t.Errorf("completion of status RUN:\n%s", out)
+	}
+	if out, _ := plugin(t, "__complete", "logs", "r", "ev", "-n", ns); !strings.HasPrefix(out, "evaluate\tSucceeded\n") {
+		t.Errorf("completion of logs r ev:\n%s", out)
+	}
 }
 
 // TestPluginLogs: kubectl sluice logs prints what a task's container wrote
