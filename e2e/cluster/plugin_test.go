@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,7 +25,13 @@ import (
 // standard output and exit code.
 func plugin(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(framework.RepoRoot(), "bin", "kubectl-sluice"), append(args, "--kubeconfig", cluster.Kubeconfig)...)
+	full := append(slices.Clone(args), "--kubeconfig", cluster.Kubeconfig)
+	if len(args) > 0 && args[0] == "__complete" {
+		// The last argument is the word being completed.
+		last := len(args) - 1
+		full = append(append(slices.Clone(args[:last]), "--kubeconfig", cluster.Kubeconfig), args[last])
+	}
+	cmd := exec.Command(filepath.Join(framework.RepoRoot(), "bin", "kubectl-sluice"), full...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -112,10 +119,10 @@ func TestPlugin(t *testing.T) {
 	}
 	// Shell completion (kubectl_complete-sluice runs this): runs, then a
 	// run's tasks.
-	if out, _ := plugin(t, "__complete", "status", "", "-n", ns); !strings.Contains(out, "r\tp, Succeeded\n") {
+	if out, _ := plugin(t, "__complete", "status", "-n", ns, ""); !strings.Contains(out, "r\tp, Succeeded\n") {
 		t.Errorf("completion of status RUN:\n%s", out)
 	}
-	if out, _ := plugin(t, "__complete", "logs", "r", "ev", "-n", ns); !strings.HasPrefix(out, "evaluate\tSucceeded\n") {
+	if out, _ := plugin(t, "__complete", "logs", "-n", ns, "r", "ev"); !strings.HasPrefix(out, "evaluate\tSucceeded\n") {
 		t.Errorf("completion of logs r ev:\n%s", out)
 	}
 }
@@ -156,17 +163,25 @@ func TestPluginRetry(t *testing.T) {
 		echo "mode is $MODE"
 		test "$MODE" = fixed
 		echo "seen=$(cat "$SLUICE_INPUT_DATA/n")" >/dev/termination-log`).Inputs("data=prep.data").Obj()
-	train.Spec.Template.Spec.Containers[0].Env = append(train.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: "MODE",
-		ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}, Key: "mode"}}})
+	mode := corev1.EnvVar{Name: "MODE",
+		ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}, Key: "mode"}}}
+	train.Spec.Template.Spec.Containers[0].Env = append(train.Spec.Template.Spec.Containers[0].Env, mode)
+	// Bare Pods too: a failed one is created anew (its node, token volume
+	// and gate left out), a gated one that never ran is taken back.
+	probe := utiltesting.MakePod("probe", ns).Label(annotations.RunLabel, "r").Command(busybox, `test "$MODE" = fixed`).Obj()
+	probe.Spec.Containers[0].Env = []corev1.EnvVar{mode}
 	create(t, settings,
 		realJob("prep", ns, `echo 7 >"$SLUICE_OUTPUT_DATA/n"`).Outputs("data:Dataset").Obj(),
 		train,
 		realJob("report", ns, `echo "train done"`).After("train").Obj(),
 		realJob("side", ns, `true`).After("prep").Obj(),
+		probe,
+		utiltesting.MakePod("notify", ns).Label(annotations.RunLabel, "r").After("probe").Command(busybox, `echo "probe done"`).Obj(),
 	)
 	waitPhases(t, ns, map[string]annotations.Phase{
 		"prep": annotations.PhaseSucceeded, "side": annotations.PhaseSucceeded,
 		"train": annotations.PhaseFailed, "report": annotations.PhaseUpstreamFailed,
+		"probe": annotations.PhaseFailed, "notify": annotations.PhaseUpstreamFailed,
 	})
 	eventually(t, "the run's first outcome", func() (bool, string) {
 		out, _ := plugin(t, "status", "r", "-n", ns)
@@ -193,7 +208,7 @@ func TestPluginRetry(t *testing.T) {
 	if err := cluster.Client.Update(ctx, settings); err != nil {
 		t.Fatal(err)
 	}
-	if out, code := plugin(t, "retry", "r", "-n", ns); code != 0 || !strings.Contains(out, "Job train: attempt 2 created") {
+	if out, code := plugin(t, "retry", "r", "-n", ns); code != 0 || !strings.Contains(out, "Job train: attempt 2 created") || !strings.Contains(out, "Pod probe: attempt 2 created") {
 		t.Fatalf("retry: exit %d:\n%s", code, out)
 	}
 	if out, code := plugin(t, "retry", "r", "-n", ns); code != 0 || strings.Contains(out, "created") {
@@ -202,6 +217,7 @@ func TestPluginRetry(t *testing.T) {
 	waitPhases(t, ns, map[string]annotations.Phase{
 		"prep": annotations.PhaseSucceeded, "side": annotations.PhaseSucceeded,
 		"train": annotations.PhaseSucceeded, "report": annotations.PhaseSucceeded,
+		"probe": annotations.PhaseSucceeded, "notify": annotations.PhaseSucceeded,
 	})
 	eventually(t, "the run's outcome after the retry", func() (bool, string) {
 		out, _ := plugin(t, "status", "r", "-n", ns)
