@@ -95,6 +95,10 @@ func (g *Graph) groupErrors() []*GraphError {
 	return errs
 }
 
+// Upstreams returns every task the named one waits for: by name, and the
+// members of the groups it waits for; sorted.
+func (g *Graph) Upstreams(name string) []string { return g.ups[name] }
+
 // Members returns the tasks of a group, sorted.
 func (g *Graph) Members(group string) []string { return g.members[group] }
 

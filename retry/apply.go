@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -44,11 +43,11 @@ type Replaced struct {
 // the kinds of objects a retry replaces, before anything is deleted; the
 // error names each verb and resource refused. Without an answer (the
 // review itself refused), the retry goes on: the API server still decides.
-func CheckAccess(ctx context.Context, c client.Client, ns string, plan []Decision, steps []Step) error {
+func CheckAccess(ctx context.Context, c client.Client, ns string, plan []Decision) error {
 	need := map[string]bool{}
 	for _, d := range plan {
 		if d.Action == Rerun {
-			need[kindOf(stepOf(steps, d.Task).Object)] = true
+			need[kindOf(d.Object)] = true
 		}
 	}
 	var refused []string
@@ -79,18 +78,13 @@ func CheckAccess(ctx context.Context, c client.Client, ns string, plan []Decisio
 	return nil
 }
 
-func stepOf(steps []Step, task string) Step {
-	i := slices.IndexFunc(steps, func(s Step) bool { return s.Task.Name == task })
-	return steps[i]
-}
-
 // Apply creates the new generation of every task the plan reruns: it writes
 // the new object's manifest to opts.Dir, deletes the failed object (only
 // that generation: the delete is conditional on its UID), waits for it to
 // be gone, and creates the new one. An interrupt does not stop a task
 // between its delete and its create. A retry racing with another creates
 // one new generation: the second finds it and reports Already.
-func Apply(ctx context.Context, c client.Client, steps []Step, plan []Decision, opts Options) []Replaced {
+func Apply(ctx context.Context, c client.Client, plan []Decision, opts Options) []Replaced {
 	if opts.Timeout == 0 {
 		opts.Timeout = time.Minute
 	}
@@ -102,12 +96,11 @@ func Apply(ctx context.Context, c client.Client, steps []Step, plan []Decision, 
 		if d.Action != Rerun {
 			continue
 		}
-		s := stepOf(steps, d.Task)
-		r := Replaced{Task: d.Task, Kind: kindOf(s.Object), Name: s.Object.GetName(), Attempt: d.Attempt}
+		r := Replaced{Task: d.Task, Kind: kindOf(d.Object), Name: d.Object.GetName(), Attempt: d.Attempt}
 		if ctx.Err() != nil {
 			r.Err = fmt.Errorf("not retried: %w", context.Cause(ctx))
 		} else {
-			r.Manifest, r.Already, r.Err = replace(context.WithoutCancel(ctx), c, s.Object, d.Attempt, opts)
+			r.Manifest, r.Already, r.Err = replace(context.WithoutCancel(ctx), c, d.Object, d.Attempt, opts)
 		}
 		out = append(out, r)
 	}

@@ -145,11 +145,11 @@ func TestApply(t *testing.T) {
 	}
 	s := steps(t, &cur)
 	plan := Plan(s)
-	if err := CheckAccess(ctx, c, "ml", plan, s); err != nil {
+	if err := CheckAccess(ctx, c, "ml", plan); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	got := Apply(ctx, c, s, plan, Options{Dir: dir})
+	got := Apply(ctx, c, plan, Options{Dir: dir})
 	if len(got) != 1 || got[0].Err != nil || got[0].Already || got[0].Attempt != 2 {
 		t.Fatalf("Apply = %+v, want train's attempt 2 created", got)
 	}
@@ -165,7 +165,7 @@ func TestApply(t *testing.T) {
 	}
 
 	// A second retry from the same (stale) reading finds the new attempt.
-	again := Apply(ctx, c, s, plan, Options{Dir: dir})
+	again := Apply(ctx, c, plan, Options{Dir: dir})
 	if len(again) != 1 || !again[0].Already || again[0].Err != nil {
 		t.Errorf("second Apply = %+v, want Already", again)
 	}
@@ -184,7 +184,7 @@ func TestApplyKeepsTheManifestWhenCreateFails(t *testing.T) {
 	}
 	s := steps(t, &cur)
 	dir := t.TempDir()
-	got := Apply(ctx, c, s, Plan(s), Options{Dir: dir})
+	got := Apply(ctx, c, Plan(s), Options{Dir: dir})
 	if len(got) != 1 || got[0].Err == nil || got[0].Manifest == "" {
 		t.Fatalf("Apply = %+v, want an error and the saved manifest", got)
 	}
@@ -206,7 +206,7 @@ func TestCheckAccessNamesTheRefusedVerb(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := steps(t, &cur)
-	err := CheckAccess(ctx, c, "ml", Plan(s), s)
+	err := CheckAccess(ctx, c, "ml", Plan(s))
 	if err == nil || err.Error() != "you may not create jobs.batch in namespace ml: a retry deletes each failed task's object and creates it anew (ask for create and delete on them)" {
 		t.Errorf("CheckAccess = %v", err)
 	}

@@ -56,6 +56,8 @@ type Decision struct {
 	Why    string
 	// Attempt is the generation a rerun creates (2 for the first retry).
 	Attempt int
+	// Object is the task's object.
+	Object client.Object
 }
 
 // Plan decides, for every task of a run, what a retry does with it; the
@@ -66,7 +68,9 @@ func Plan(steps []Step) []Decision {
 	byName := map[string]Step{}
 	for i, s := range steps {
 		tasks[i] = s.Task
-		byName[s.Task.Name] = s
+		if _, dup := byName[s.Task.Name]; !dup { // the one the graph holds
+			byName[s.Task.Name] = s
+		}
 	}
 	g, _ := annotations.NewGraph(tasks)
 	depth := g.Depths()
@@ -91,7 +95,7 @@ func decide(s Step, g *annotations.Graph, actions map[string]Action, phases map[
 	t, obj := s.Task, s.Object
 	phase := annotations.Phase(obj.GetLabels()[annotations.PhaseLabel])
 	reason := obj.GetAnnotations()[annotations.ReasonAnnotation]
-	d := Decision{Task: t.Name, Phase: phase, Action: Keep}
+	d := Decision{Task: t.Name, Phase: phase, Action: Keep, Object: obj}
 	held := annotations.IsHeld(t, obj)
 	switch {
 	case phase == annotations.PhaseSucceeded:
@@ -101,12 +105,7 @@ func decide(s Step, g *annotations.Graph, actions map[string]Action, phases map[
 		d.Why = "failed: attempt " + strconv.Itoa(d.Attempt) + " replaces it"
 	case phase.Finished() && held:
 		var again, running []string
-		ups := t.Upstreams()
-		for _, w := range t.AfterGroups {
-			ups = append(ups, g.Members(w.Group)...)
-		}
-		slices.Sort(ups)
-		for _, up := range slices.Compact(ups) {
+		for _, up := range g.Upstreams(t.Name) {
 			switch a, p := actions[up], phases[up]; {
 			case a == Rerun || a == Again:
 				again = append(again, up)

@@ -129,11 +129,11 @@ func retryRun(ctx context.Context, c client.Client, w io.Writer, ns, run string,
 		fmt.Fprintf(w, "run %s: %s (dry run: nothing changed)\n", where, summary)
 		return nil
 	}
-	if err := retry.CheckAccess(ctx, c, ns, plan, steps); err != nil {
+	if err := retry.CheckAccess(ctx, c, ns, plan); err != nil {
 		return err
 	}
 	failed := false
-	for _, r := range retry.Apply(ctx, c, steps, plan, o.apply) {
+	for _, r := range retry.Apply(ctx, c, plan, o.apply) {
 		switch {
 		case r.Err != nil:
 			failed = true
