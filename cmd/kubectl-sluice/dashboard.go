@@ -196,11 +196,12 @@ func (s *clusterSource) Task(ctx context.Context, run, task string) (any, error)
 	// kubelet's), newest last.
 	involved := []string{d.Task.object}
 	var pods corev1.PodList
-	if err := s.cache.List(ctx, &pods, client.InNamespace(s.ns), client.MatchingLabels{annotations.RunLabel: run, annotations.TaskLabel: task}); err == nil {
-		for _, p := range pods.Items {
-			if p.Name != d.Task.object {
-				involved = append(involved, p.Name)
-			}
+	podsErr := s.cache.List(ctx, &pods, client.InNamespace(s.ns), client.MatchingLabels{annotations.RunLabel: run, annotations.TaskLabel: task})
+	steps := make([]*corev1.Pod, len(pods.Items))
+	for i := range pods.Items {
+		steps[i] = &pods.Items[i]
+		if name := pods.Items[i].Name; name != d.Task.object {
+			involved = append(involved, name)
 		}
 	}
 	for _, name := range involved {
@@ -215,9 +216,17 @@ func (s *clusterSource) Task(ctx context.Context, run, task string) (any, error)
 		}
 	}
 	slices.SortStableFunc(d.Events, func(a, b eventDetail) int { return strings.Compare(a.Last, b.Last) })
+	// The log of its newest pod, read from the pods the cache gave.
 	var log strings.Builder
-	if err := logs(ctx, s.cs, &log, s.ns, run, task, logsOptions{tail: logTail}); err != nil {
-		d.LogError = err.Error()
+	switch {
+	case podsErr != nil:
+		d.LogError = podsErr.Error()
+	case len(steps) == 0:
+		d.LogError = fmt.Sprintf("task %q of run %s has no pod (yet)", task, run)
+	default:
+		if err := podLogs(ctx, s.cs, &log, newest(steps), logsOptions{tail: logTail}); err != nil {
+			d.LogError = err.Error()
+		}
 	}
 	d.Log = log.String()
 	return d, nil
