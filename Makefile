@@ -161,7 +161,7 @@ verify:
 	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	@cd hack/nodetools && $(GO) mod tidy -diff >/dev/null || { echo "hack/nodetools/go.mod is not tidy: run go mod tidy there"; exit 1; }
 
-## fuzz: run each fuzz target (the parsers', the admission endpoints', lint's) for FUZZTIME (default 30s)
+## fuzz: run each fuzz target (the parsers', the admission endpoints', lint's, the KFP importer's) for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 .PHONY: fuzz
 fuzz:
@@ -172,6 +172,9 @@ fuzz:
 		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./webhook/ || exit 1; \
 	done
 	$(GOTEST) -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./lint/
+	for f in FuzzDecode FuzzParseParam FuzzExpand FuzzDNSName; do \
+		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./kfp/ || exit 1; \
+	done
 
 .PHONY: help
 help:
