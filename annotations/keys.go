@@ -124,6 +124,11 @@ const (
 	TriggerAllSucceeded = "all-succeeded"
 	TriggerAllDone      = "all-done"
 	TriggerAnyFailed    = "any-failed"
+	// TriggerNoneFailed releases a task once every upstream finished
+	// without a failure, Skipped ones included: what a step after an
+	// optional branch needs (Airflow's none_failed; KFP's step after a
+	// dsl.If that was not taken).
+	TriggerNoneFailed = "none-failed"
 )
 
 // userKeys are the keys a user may set, labels and annotations alike; the

@@ -215,10 +215,10 @@ func Parse(obj metav1.Object) (*Task, field.ErrorList) {
 	switch t.Trigger {
 	case "":
 		t.Trigger = TriggerAllSucceeded
-	case TriggerAllSucceeded, TriggerAllDone, TriggerAnyFailed:
+	case TriggerAllSucceeded, TriggerAllDone, TriggerAnyFailed, TriggerNoneFailed:
 	default:
 		errs = append(errs, field.NotSupported(annotationsPath.Key(TriggerAnnotation), annots[TriggerAnnotation],
-			[]string{TriggerAllSucceeded, TriggerAllDone, TriggerAnyFailed}))
+			[]string{TriggerAllSucceeded, TriggerAllDone, TriggerAnyFailed, TriggerNoneFailed}))
 	}
 	t.StorageClass = annots[StorageClassAnnotation]
 	if t.StorageClass != "" {

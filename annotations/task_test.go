@@ -72,7 +72,7 @@ func TestParse(t *testing.T) {
 		},
 		"unknown trigger": {
 			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{TriggerAnnotation: "always"}),
-			wantErr: []string{`sluice.dev/trigger]: Unsupported value: "always": supported values: "all-succeeded", "all-done", "any-failed"`},
+			wantErr: []string{`sluice.dev/trigger]: Unsupported value: "always": supported values: "all-succeeded", "all-done", "any-failed", "none-failed"`},
 		},
 		"typo of a key gets a did-you-mean": {
 			obj:     object("t", map[string]string{PipelineLabel: "p"}, map[string]string{Prefix + "afer": "a"}),

@@ -124,6 +124,14 @@ func decide(task *annotations.Task, ups map[string]*taskState, groups []groupWai
 			return waiting()
 		}
 		return decision{phase: annotations.PhaseSkipped, reason: "no upstream failed (trigger " + annotations.TriggerAnyFailed + ")"}
+	case annotations.TriggerNoneFailed:
+		if len(failed) > 0 {
+			return decision{phase: annotations.PhaseUpstreamFailed, reason: "upstream " + list(failed) + " failed"}
+		}
+		if !allDone {
+			return waiting()
+		}
+		return releaseOrSkip(task, ups, "released: upstreams done, none failed ("+list(all)+")", when, whenErr)
 	default: // all-succeeded
 		if len(failed) > 0 {
 			return decision{phase: annotations.PhaseUpstreamFailed, reason: "upstream " + list(failed) + " failed"}

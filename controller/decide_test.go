@@ -81,6 +81,21 @@ func TestDecide(t *testing.T) {
 			ups:     map[string]*taskState{"a": st(S), "b": st(S)},
 			want:    decision{phase: K, reason: "no upstream failed (trigger any-failed)"},
 		},
+		"none-failed waits past a skipped upstream": {
+			trigger: annotations.TriggerNoneFailed,
+			ups:     map[string]*taskState{"a": st(K), "b": st(R)},
+			want:    decision{phase: W},
+		},
+		"none-failed runs after a skipped and a succeeded upstream": {
+			trigger: annotations.TriggerNoneFailed,
+			ups:     map[string]*taskState{"a": st(K), "b": st(S)},
+			want:    decision{phase: R, release: true, reason: "released: upstreams done, none failed (a, b)"},
+		},
+		"none-failed fails on the first failure": {
+			trigger: annotations.TriggerNoneFailed,
+			ups:     map[string]*taskState{"a": st(R), "b": st(F)},
+			want:    decision{phase: UF, reason: "upstream b failed"},
+		},
 		"a group not complete yet waits": {
 			group: &groupWait{GroupWait: annotations.GroupWait{Group: "g", Size: 3}, members: []string{"m1", "m2"}},
 			ups:   map[string]*taskState{"a": st(S), "b": st(S), "m1": st(S), "m2": st(S)},
@@ -169,5 +184,26 @@ func TestDecide(t *testing.T) {
 				t.Errorf("decide() (-want,+got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestWakesNoneFailed: a skipped upstream that is not the last to finish
+// decides nothing for a none-failed task; a failed one decides it at once.
+func TestWakesNoneFailed(t *testing.T) {
+	n := &node{task: &annotations.Task{Trigger: annotations.TriggerNoneFailed}, pendingUps: 2}
+	for phase, want := range map[annotations.Phase]bool{
+		annotations.PhaseSkipped:        false,
+		annotations.PhaseSucceeded:      false,
+		annotations.PhaseRunning:        false,
+		annotations.PhaseFailed:         true,
+		annotations.PhaseUpstreamFailed: true,
+	} {
+		if got := wakes(n, &taskState{phase: phase}); got != want {
+			t.Errorf("wakes(none-failed, upstream %s) = %v, want %v", phase, got, want)
+		}
+	}
+	n.pendingUps = 0
+	if !wakes(n, &taskState{phase: annotations.PhaseSkipped}) {
+		t.Error("the last upstream to finish, skipped, does not wake a none-failed task")
 	}
 }

@@ -453,7 +453,7 @@ func wakes(n *node, up *taskState) bool {
 		return true
 	case up.phase == annotations.PhaseSucceeded:
 		return false
-	case n.task.Trigger == annotations.TriggerAnyFailed:
+	case n.task.Trigger == annotations.TriggerAnyFailed, n.task.Trigger == annotations.TriggerNoneFailed:
 		return up.phase == annotations.PhaseFailed || up.phase == annotations.PhaseUpstreamFailed
 	}
 	return true

@@ -110,6 +110,11 @@ func (v *runView) checkReleasedEarly(th *taskHistory) *Violation {
 		case annotations.TriggerAnyFailed:
 			anyFailed = anyFailed || before(o.failed)
 			continue
+		case annotations.TriggerNoneFailed:
+			if before(o.done) && !before(o.failed) {
+				continue
+			}
+			problems = append(problems, "upstream "+name+" had not been seen finished without a failure")
 		case annotations.TriggerAllDone:
 			if before(o.done) {
 				continue
@@ -324,6 +329,14 @@ func (v *runView) expect(th *taskHistory, cycle []string) expectation {
 			return waiting
 		}
 		return expectation{phase: annotations.PhaseSkipped, why: "trigger any-failed and no upstream failed"}
+	case annotations.TriggerNoneFailed:
+		switch {
+		case len(failed) > 0:
+			return expectation{phase: annotations.PhaseUpstreamFailed, why: "upstream " + strings.Join(failed, ", ") + " failed"}
+		case !allDone:
+			return waiting
+		}
+		return v.releaseOrSkip(th, ups, "trigger none-failed and every upstream is done without a failure")
 	default:
 		switch {
 		case len(failed) > 0:

@@ -335,6 +335,17 @@ func TestInvariants(t *testing.T) {
 				f.succeed("alert", outcome("Failed"))
 			},
 		},
+		"none-failed runs after a skipped branch": {
+			history: func(f *fakeRun) {
+				f.apply(freeJob("flip"))
+				f.apply(heldJob(job("heads").After("flip").When("tasks.flip.results.side == 'heads'")))
+				f.apply(heldJob(job("join").After("flip", "heads").Annotation(annotations.TriggerAnnotation, "none-failed")))
+				f.succeed("flip", annotate(annotations.ResultsAnnotation, `{"side":"tails"}`))
+				f.update("heads", phase(annotations.PhaseSkipped))
+				f.update("join", release)
+				f.succeed("join", outcome("Succeeded"))
+			},
+		},
 		"any-failed is skipped when nothing failed": {
 			history: func(f *fakeRun) {
 				f.apply(freeJob("lint"))
@@ -452,6 +463,16 @@ func TestInvariants(t *testing.T) {
 				f.succeed("lint")
 				f.update("alert", release)
 				f.succeed("alert", outcome("Succeeded"))
+			},
+			want: []Rule{RuleFinalPhase, RuleReleasedEarly},
+		},
+		"none-failed released after a failure": {
+			history: func(f *fakeRun) {
+				f.apply(freeJob("flip"))
+				f.apply(heldJob(job("join").After("flip").Annotation(annotations.TriggerAnnotation, "none-failed")))
+				f.fail("flip")
+				f.update("join", release)
+				f.succeed("join", outcome("Failed"))
 			},
 			want: []Rule{RuleFinalPhase, RuleReleasedEarly},
 		},
