@@ -124,23 +124,19 @@ func decide(task *annotations.Task, ups map[string]*taskState, groups []groupWai
 			return waiting()
 		}
 		return decision{phase: annotations.PhaseSkipped, reason: "no upstream failed (trigger " + annotations.TriggerAnyFailed + ")"}
-	case annotations.TriggerNoneFailed:
+	default: // all-succeeded, and none-failed: the same with Skipped upstreams as done
+		noneFailed := task.Trigger == annotations.TriggerNoneFailed
 		if len(failed) > 0 {
 			return decision{phase: annotations.PhaseUpstreamFailed, reason: "upstream " + list(failed) + " failed"}
 		}
-		if !allDone {
-			return waiting()
-		}
-		return releaseOrSkip(task, ups, "released: upstreams done, none failed ("+list(all)+")", when, whenErr)
-	default: // all-succeeded
-		if len(failed) > 0 {
-			return decision{phase: annotations.PhaseUpstreamFailed, reason: "upstream " + list(failed) + " failed"}
-		}
-		if len(skipped) > 0 {
+		if len(skipped) > 0 && !noneFailed {
 			return decision{phase: annotations.PhaseSkipped, reason: "upstream " + list(skipped) + " skipped"}
 		}
 		if !allDone {
 			return waiting()
+		}
+		if noneFailed {
+			return releaseOrSkip(task, ups, "released: upstreams done, none failed ("+list(all)+")", when, whenErr)
 		}
 		return releaseOrSkip(task, ups, "released: upstreams succeeded ("+list(succeeded)+")", when, whenErr)
 	}

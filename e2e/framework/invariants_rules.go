@@ -329,22 +329,17 @@ func (v *runView) expect(th *taskHistory, cycle []string) expectation {
 			return waiting
 		}
 		return expectation{phase: annotations.PhaseSkipped, why: "trigger any-failed and no upstream failed"}
-	case annotations.TriggerNoneFailed:
+	default: // all-succeeded, and none-failed: the same with Skipped upstreams as done
+		noneFailed := t.Trigger == annotations.TriggerNoneFailed
 		switch {
 		case len(failed) > 0:
 			return expectation{phase: annotations.PhaseUpstreamFailed, why: "upstream " + strings.Join(failed, ", ") + " failed"}
-		case !allDone:
-			return waiting
-		}
-		return v.releaseOrSkip(th, ups, "trigger none-failed and every upstream is done without a failure")
-	default:
-		switch {
-		case len(failed) > 0:
-			return expectation{phase: annotations.PhaseUpstreamFailed, why: "upstream " + strings.Join(failed, ", ") + " failed"}
-		case len(skipped) > 0:
+		case len(skipped) > 0 && !noneFailed:
 			return expectation{phase: annotations.PhaseSkipped, why: "upstream " + strings.Join(skipped, ", ") + " was skipped"}
 		case !allDone:
 			return waiting
+		case noneFailed:
+			return v.releaseOrSkip(th, ups, "trigger none-failed and every upstream is done without a failure")
 		}
 		return v.releaseOrSkip(th, ups, "every upstream succeeded")
 	}
