@@ -59,11 +59,9 @@ func ParseParamsFile(data []byte) (map[string]any, error) {
 // is expected. Optional parameters without a value are absent from the
 // result.
 func ResolveParams(defs map[string]ParameterSpec, flags map[string]string, file map[string]any) (map[string]any, error) {
-	for _, given := range []map[string]bool{keysOf(flags), keysOf(file)} {
-		for name := range given {
-			if _, ok := defs[name]; !ok {
-				return nil, fmt.Errorf("parameter %s: the pipeline has no such parameter (it has %s)", name, listOrNone(sortedKeys(defs)))
-			}
+	for _, name := range slices.Concat(sortedKeys(flags), sortedKeys(file)) {
+		if _, ok := defs[name]; !ok {
+			return nil, fmt.Errorf("parameter %s: the pipeline has no such parameter (it has %s)", name, listOrNone(sortedKeys(defs)))
 		}
 	}
 	out := map[string]any{}
@@ -191,18 +189,14 @@ func Coerce(typ string, v any) (any, error) {
 	return nil, fmt.Errorf("%s is not %s", describe(v), typeWords(typ))
 }
 
-// plain turns json.Number into float64 (int64 when whole and exact) and
-// recurses into lists and maps.
+// plain turns json.Number into float64, as JSON numbers are read
+// elsewhere (an int64 too large for a double comes as a string, which
+// Coerce reads exactly), and recurses into lists and maps.
 func plain(v any) any {
 	switch x := v.(type) {
 	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return float64(i)
-		}
 		f, _ := x.Float64()
 		return f
-	case int:
-		return float64(x)
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
@@ -277,14 +271,6 @@ func describe(v any) string {
 	default:
 		return Format(x)
 	}
-}
-
-func keysOf[V any](m map[string]V) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k := range m {
-		out[k] = true
-	}
-	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {
