@@ -225,11 +225,11 @@ type CachingOptions struct {
 
 // DeploymentSpec holds the executors.
 type DeploymentSpec struct {
-	Executors map[string]*Executor `json:"executors"`
+	Executors map[string]*DeploymentExecutor `json:"executors"`
 }
 
-// Executor runs a component: a container or an importer.
-type Executor struct {
+// DeploymentExecutor runs a component: a container or an importer.
+type DeploymentExecutor struct {
 	Container *ContainerSpec `json:"container"`
 	Importer  *Importer      `json:"importer"`
 }

@@ -85,7 +85,7 @@ the runs of a cluster, reading it with your own credentials.`,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl sluice"},
 	}
 	kube.AddFlags(root.PersistentFlags())
-	root.AddCommand(newLintCommand(kube), newStatusCommand(kube), newGraphCommand(kube), newLogsCommand(kube), newRetryCommand(kube), newDashboardCommand(kube))
+	root.AddCommand(newLintCommand(kube), newStatusCommand(kube), newGraphCommand(kube), newLogsCommand(kube), newRetryCommand(kube), newDashboardCommand(kube), newImportCommand(kube))
 	return root
 }
 

@@ -1,0 +1,463 @@
+package kfp
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// platform applies the executor's kfp-kubernetes settings to the Job.
+func (c *converter) platform(s *step, job *batchv1.Job) error {
+	if c.p.Platform == nil {
+		return nil
+	}
+	k := c.p.Platform.Platforms.Kubernetes.DeploymentSpec.Executors[s.label]
+	if k == nil {
+		return nil
+	}
+	pod := &job.Spec.Template.Spec
+	ctr := &pod.Containers[0]
+	// name gives a setting's object name; "" when it is read from an
+	// optional pipeline input left unset: KFP then leaves the setting out.
+	name := func(what, constant string, in *ParameterInput) (string, error) {
+		if in == nil || constant != "" && in.RuntimeValue != nil {
+			return constant, nil
+		}
+		v, err := c.platformParam(s, what, in)
+		if err != nil || v == nil {
+			return "", err
+		}
+		str, ok := v.(string)
+		if !ok || str == "" {
+			return "", fmt.Errorf("%s: expected a name, got %s", what, describe(v))
+		}
+		return str, nil
+	}
+	addVolume := func(v corev1.Volume, mountPath string, readOnly bool) error {
+		if !strings.HasPrefix(mountPath, "/") {
+			return fmt.Errorf("volume %s: mount path %q is not absolute", v.Name, mountPath)
+		}
+		if strings.HasPrefix(mountPath, "/sluice/") || mountPath == "/sluice" {
+			return fmt.Errorf("volume %s: mount path %s is sluice's own (run volume and launcher)", v.Name, mountPath)
+		}
+		for _, have := range pod.Volumes {
+			if have.Name == v.Name {
+				return fmt.Errorf("volume %s is mounted twice", v.Name)
+			}
+		}
+		pod.Volumes = append(pod.Volumes, v)
+		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: v.Name, MountPath: mountPath, ReadOnly: readOnly})
+		return nil
+	}
+	volName := func(kind, of string) string { return DNSName(kind + "-" + of) }
+
+	for _, se := range k.SecretAsEnv {
+		sn, err := name("secret name", se.SecretName, se.SecretNameParameter)
+		if err != nil {
+			return err
+		}
+		if sn == "" {
+			continue
+		}
+		for _, kv := range se.KeyToEnv {
+			ctr.Env = append(ctr.Env, corev1.EnvVar{Name: kv.EnvVar, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: sn}, Key: kv.SecretKey, Optional: optional(se.Optional)}}})
+		}
+	}
+	for _, cm := range k.ConfigMapAsEnv {
+		n, err := name("config map name", cm.ConfigMapName, cm.ConfigMapNameParameter)
+		if err != nil {
+			return err
+		}
+		if n == "" {
+			continue
+		}
+		for _, kv := range cm.KeyToEnv {
+			ctr.Env = append(ctr.Env, corev1.EnvVar{Name: kv.EnvVar, ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: n}, Key: kv.ConfigMapKey, Optional: optional(cm.Optional)}}})
+		}
+	}
+	for _, sv := range k.SecretAsVolume {
+		sn, err := name("secret name", sv.SecretName, sv.SecretNameParameter)
+		if err != nil {
+			return err
+		}
+		if sn == "" {
+			continue
+		}
+		v := corev1.Volume{Name: volName("secret", sn), VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: sn, Optional: optional(sv.Optional)}}}
+		if err := addVolume(v, sv.MountPath, false); err != nil {
+			return err
+		}
+	}
+	for _, cv := range k.ConfigMapAsVolume {
+		n, err := name("config map name", cv.ConfigMapName, cv.ConfigMapNameParameter)
+		if err != nil {
+			return err
+		}
+		if n == "" {
+			continue
+		}
+		v := corev1.Volume{Name: volName("config-map", n), VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: n}, Optional: optional(cv.Optional)}}}
+		if err := addVolume(v, cv.MountPath, false); err != nil {
+			return err
+		}
+	}
+	for _, m := range k.PVCMount {
+		in := m.PVCNameParameter
+		switch {
+		case in != nil:
+		case m.TaskOutputParameter != nil:
+			in = &ParameterInput{TaskOutputParameter: m.TaskOutputParameter}
+		case m.ComponentInputParameter != "":
+			in = &ParameterInput{ComponentInputParameter: m.ComponentInputParameter}
+		}
+		claim, err := name("claim name", m.Constant, in)
+		if err != nil {
+			return err
+		}
+		if claim == "" {
+			continue
+		}
+		v := corev1.Volume{Name: volName("pvc", claim), VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}}
+		if err := addVolume(v, m.MountPath, false); err != nil {
+			return err
+		}
+	}
+	for _, e := range k.EmptyDirMounts {
+		src := &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMedium(e.Medium)}
+		if e.SizeLimit != "" {
+			q, err := resource.ParseQuantity(e.SizeLimit)
+			if err != nil {
+				return fmt.Errorf("empty dir %s: size limit %q is not a quantity", e.VolumeName, e.SizeLimit)
+			}
+			src.SizeLimit = &q
+		}
+		if err := addVolume(corev1.Volume{Name: e.VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: src}}, e.MountPath, false); err != nil {
+			return err
+		}
+	}
+	for _, raw := range k.GenericEphemeralVolume {
+		v, mountPath, err := ephemeralVolume(raw)
+		if err != nil {
+			return err
+		}
+		if err := addVolume(v, mountPath, false); err != nil {
+			return err
+		}
+	}
+	if ns := k.NodeSelector; ns != nil {
+		labels := ns.Labels
+		if ns.NodeSelectorJSON != nil {
+			v, err := c.platformParam(s, "node selector", ns.NodeSelectorJSON)
+			if err != nil {
+				return err
+			}
+			if v == nil {
+				labels = nil
+			}
+			if err := remarshal(v, &labels); err != nil {
+				return fmt.Errorf("node selector: expected an object of label values: %w", err)
+			}
+		}
+		for key, val := range labels {
+			if pod.NodeSelector == nil {
+				pod.NodeSelector = map[string]string{}
+			}
+			pod.NodeSelector[key] = val
+		}
+	}
+	for _, t := range k.Tolerations {
+		if t.TolerationJSON != nil {
+			v, err := c.platformParam(s, "toleration", t.TolerationJSON)
+			if err != nil {
+				return err
+			}
+			if v == nil {
+				continue
+			}
+			var tol corev1.Toleration
+			if err := remarshal(v, &tol); err != nil {
+				return fmt.Errorf("toleration: %w", err)
+			}
+			pod.Tolerations = append(pod.Tolerations, tol)
+			continue
+		}
+		tol := corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value, Effect: corev1.TaintEffect(t.Effect)}
+		if t.TolerationSeconds != nil {
+			n, err := strconv.ParseInt(Format(t.TolerationSeconds), 10, 64)
+			if err != nil {
+				return fmt.Errorf("toleration %s: tolerationSeconds %s is not a whole number", t.Key, Format(t.TolerationSeconds))
+			}
+			tol.TolerationSeconds = &n
+		}
+		pod.Tolerations = append(pod.Tolerations, tol)
+	}
+	for _, na := range k.NodeAffinity {
+		if err := c.nodeAffinity(s, pod, na); err != nil {
+			return err
+		}
+	}
+	for _, ips := range k.ImagePullSecret {
+		n, err := name("image pull secret", ips.SecretName, ips.SecretNameParameter)
+		if err != nil {
+			return err
+		}
+		if n == "" {
+			continue
+		}
+		pod.ImagePullSecrets = append(pod.ImagePullSecrets, corev1.LocalObjectReference{Name: n})
+	}
+	if k.ImagePullPolicy != "" {
+		ctr.ImagePullPolicy = corev1.PullPolicy(k.ImagePullPolicy)
+	}
+	if pm := k.PodMetadata; pm != nil {
+		tm := &job.Spec.Template.ObjectMeta
+		for key, v := range pm.Labels {
+			if tm.Labels == nil {
+				tm.Labels = map[string]string{}
+			}
+			tm.Labels[key] = v
+		}
+		for key, v := range pm.Annotations {
+			if tm.Annotations == nil {
+				tm.Annotations = map[string]string{}
+			}
+			tm.Annotations[key] = v
+		}
+	}
+	for _, f := range k.FieldPathAsEnv {
+		ctr.Env = append(ctr.Env, corev1.EnvVar{Name: f.Name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: f.FieldPath}}})
+	}
+	if k.ActiveDeadlineSeconds != nil {
+		n, err := strconv.ParseInt(Format(k.ActiveDeadlineSeconds), 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("activeDeadlineSeconds %s is not a positive whole number", Format(k.ActiveDeadlineSeconds))
+		}
+		pod.ActiveDeadlineSeconds = &n
+	}
+	if len(k.SecurityContext) > 0 {
+		sc, err := securityContext(k.SecurityContext)
+		if err != nil {
+			return err
+		}
+		ctr.SecurityContext = sc
+	}
+	for _, raw := range k.InitContainers {
+		ic, err := initContainer(raw)
+		if err != nil {
+			return err
+		}
+		pod.InitContainers = append(pod.InitContainers, ic)
+	}
+	return nil
+}
+
+func optional(b bool) *bool {
+	if !b {
+		return nil
+	}
+	return &b
+}
+
+// platformParam resolves a platform setting's parameter: it must be known at import.
+func (c *converter) platformParam(s *step, what string, in *ParameterInput) (any, error) {
+	switch {
+	case in.RuntimeValue != nil:
+		return plain(in.RuntimeValue.Constant), nil
+	case in.ComponentInputParameter != "":
+		p, ok := s.dagParams[in.ComponentInputParameter]
+		if !ok {
+			p, ok = s.params[in.ComponentInputParameter]
+		}
+		if !ok {
+			return nil, nil // an optional input left unset
+		}
+		if !p.static {
+			return nil, fmt.Errorf("%s comes from an upstream task's output (%s); sluice sets it at import, so it must be a constant or a pipeline parameter", what, in.ComponentInputParameter)
+		}
+		return p.value, nil
+	case in.TaskOutputParameter != nil:
+		return nil, fmt.Errorf("%s comes from the output %s of task %s; sluice sets it at import, so it must be a constant or a pipeline parameter",
+			what, in.TaskOutputParameter.OutputParameterKey, in.TaskOutputParameter.ProducerTask)
+	}
+	return nil, fmt.Errorf("%s has no value", what)
+}
+
+// remarshal decodes a JSON-like value into out, strictly.
+func remarshal(v any, out any) error {
+	if s, ok := v.(string); ok {
+		var parsed any
+		if json.Unmarshal([]byte(s), &parsed) == nil {
+			v = parsed
+		}
+	}
+	b, err := json.Marshal(plain(v))
+	if err != nil {
+		return err
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(out); err != nil {
+		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return nil
+}
+
+func (c *converter) nodeAffinity(s *step, pod *corev1.PodSpec, na NodeAffinityTerm) error {
+	if pod.Affinity == nil {
+		pod.Affinity = &corev1.Affinity{}
+	}
+	if pod.Affinity.NodeAffinity == nil {
+		pod.Affinity.NodeAffinity = &corev1.NodeAffinity{}
+	}
+	aff := pod.Affinity.NodeAffinity
+	if na.NodeAffinityJSON != nil {
+		v, err := c.platformParam(s, "node affinity", na.NodeAffinityJSON)
+		if err != nil || v == nil {
+			if v == nil && pod.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil && len(aff.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+				pod.Affinity = nil
+			}
+			return err
+		}
+		var got corev1.NodeAffinity
+		if err := remarshal(v, &got); err != nil {
+			return fmt.Errorf("node affinity: %w", err)
+		}
+		if r := got.RequiredDuringSchedulingIgnoredDuringExecution; r != nil {
+			if aff.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+				aff.RequiredDuringSchedulingIgnoredDuringExecution = &corev1.NodeSelector{}
+			}
+			req := aff.RequiredDuringSchedulingIgnoredDuringExecution
+			req.NodeSelectorTerms = append(req.NodeSelectorTerms, r.NodeSelectorTerms...)
+		}
+		aff.PreferredDuringSchedulingIgnoredDuringExecution = append(aff.PreferredDuringSchedulingIgnoredDuringExecution, got.PreferredDuringSchedulingIgnoredDuringExecution...)
+	} else {
+		var term corev1.NodeSelectorTerm
+		for _, m := range na.MatchExpressions {
+			term.MatchExpressions = append(term.MatchExpressions, corev1.NodeSelectorRequirement{Key: m.Key, Operator: corev1.NodeSelectorOperator(m.Operator), Values: m.Values})
+		}
+		if na.Weight != nil {
+			aff.PreferredDuringSchedulingIgnoredDuringExecution = append(aff.PreferredDuringSchedulingIgnoredDuringExecution,
+				corev1.PreferredSchedulingTerm{Weight: int32(*na.Weight), Preference: term})
+		} else if len(term.MatchExpressions) > 0 {
+			if aff.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+				aff.RequiredDuringSchedulingIgnoredDuringExecution = &corev1.NodeSelector{}
+			}
+			req := aff.RequiredDuringSchedulingIgnoredDuringExecution
+			req.NodeSelectorTerms = append(req.NodeSelectorTerms, term)
+		}
+	}
+	if aff.RequiredDuringSchedulingIgnoredDuringExecution == nil && len(aff.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+		pod.Affinity = nil
+	}
+	return nil
+}
+
+// securityContext reads kubernetes.set_security_context's fields, which
+// the SDK writes as strings.
+func securityContext(raw map[string]any) (*corev1.SecurityContext, error) {
+	sc := &corev1.SecurityContext{}
+	for _, k := range sortedKeys(raw) {
+		v := Format(raw[k])
+		switch k {
+		case "runAsUser", "runAsGroup":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("securityContext.%s %q is not a whole number", k, v)
+			}
+			if k == "runAsUser" {
+				sc.RunAsUser = &n
+			} else {
+				sc.RunAsGroup = &n
+			}
+		case "runAsNonRoot", "privileged", "allowPrivilegeEscalation", "readOnlyRootFilesystem":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("securityContext.%s %q is not true or false", k, v)
+			}
+			switch k {
+			case "runAsNonRoot":
+				sc.RunAsNonRoot = &b
+			case "privileged":
+				sc.Privileged = &b
+			case "allowPrivilegeEscalation":
+				sc.AllowPrivilegeEscalation = &b
+			default:
+				sc.ReadOnlyRootFilesystem = &b
+			}
+		default:
+			return nil, fmt.Errorf("securityContext.%s: the importer does not know this setting", k)
+		}
+	}
+	return sc, nil
+}
+
+// initContainer reads kubernetes.add_init_container's container, whose
+// volume mounts name their volume as volumeName.
+func initContainer(raw map[string]any) (corev1.Container, error) {
+	var in struct {
+		Name         string          `json:"name"`
+		Image        string          `json:"image"`
+		Command      []string        `json:"command"`
+		Args         []string        `json:"args"`
+		Env          []corev1.EnvVar `json:"env"`
+		Resources    map[string]any  `json:"resources"`
+		VolumeMounts []struct {
+			MountPath  string `json:"mountPath"`
+			VolumeName string `json:"volumeName"`
+		} `json:"volumeMounts"`
+	}
+	if err := remarshal(raw, &in); err != nil {
+		return corev1.Container{}, fmt.Errorf("init container: %w", err)
+	}
+	if len(in.Resources) > 0 {
+		return corev1.Container{}, fmt.Errorf("init container %s: resources are not supported by the importer", in.Name)
+	}
+	ic := corev1.Container{Name: in.Name, Image: in.Image, Command: in.Command, Args: in.Args, Env: in.Env}
+	for _, m := range in.VolumeMounts {
+		ic.VolumeMounts = append(ic.VolumeMounts, corev1.VolumeMount{Name: m.VolumeName, MountPath: m.MountPath})
+	}
+	return ic, nil
+}
+
+// ephemeralVolume reads kubernetes.add_ephemeral_volume's volume.
+func ephemeralVolume(raw map[string]any) (corev1.Volume, string, error) {
+	var in struct {
+		VolumeName          string             `json:"volumeName"`
+		MountPath           string             `json:"mountPath"`
+		AccessModes         []string           `json:"accessModes"`
+		Size                string             `json:"size"`
+		StorageClassName    string             `json:"storageClassName"`
+		DefaultStorageClass bool               `json:"defaultStorageClass"`
+		Metadata            *metav1.ObjectMeta `json:"metadata"`
+	}
+	if err := remarshal(raw, &in); err != nil {
+		return corev1.Volume{}, "", fmt.Errorf("ephemeral volume: %w", err)
+	}
+	q, err := resource.ParseQuantity(in.Size)
+	if err != nil {
+		return corev1.Volume{}, "", fmt.Errorf("ephemeral volume %s: size %q is not a quantity", in.VolumeName, in.Size)
+	}
+	spec := corev1.PersistentVolumeClaimSpec{Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: q}}}
+	for _, m := range in.AccessModes {
+		spec.AccessModes = append(spec.AccessModes, corev1.PersistentVolumeAccessMode(m))
+	}
+	if in.StorageClassName != "" && !in.DefaultStorageClass {
+		sc := in.StorageClassName
+		spec.StorageClassName = &sc
+	}
+	tmpl := &corev1.PersistentVolumeClaimTemplate{Spec: spec}
+	if in.Metadata != nil {
+		tmpl.ObjectMeta = metav1.ObjectMeta{Labels: in.Metadata.Labels, Annotations: in.Metadata.Annotations}
+	}
+	return corev1.Volume{Name: in.VolumeName, VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{VolumeClaimTemplate: tmpl}}}, in.MountPath, nil
+}
