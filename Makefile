@@ -39,6 +39,7 @@ host-packages:
 build:
 	$(GOBUILD) -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/sluice-webhook ./cmd/webhook
 	$(GOBUILD) -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/kubectl-sluice ./cmd/kubectl-sluice
+	$(GOBUILD) -ldflags "-s -w" -o $(BIN)/kfp-launcher ./cmd/kfp-launcher
 	install -m 0755 hack/krew/kubectl_complete-sluice $(BIN)/kubectl_complete-sluice
 	$(GOBUILD) -o $(BIN)/sluice-provisioner ./hack/provisioner
 	$(GOBUILD) -o $(BIN)/sluice-certgen ./hack/certgen
@@ -52,10 +53,10 @@ scheduler:
 	@bash hack/build-scheduler.sh
 
 ## images: build the local node's images (localhost/sluice/pause:3.10, busybox:dev, python:dev)
-## and sluice's own (webhook:dev, scheduler:dev) into bin/images/, without a container engine
+## and sluice's own (webhook:dev, scheduler:dev, kfp-launcher:dev) into bin/images/, without a container engine
 .PHONY: images
 images: tools build
-	@bash hack/images.sh pause busybox python webhook scheduler
+	@bash hack/images.sh pause busybox python webhook scheduler kfp-launcher
 
 ## docker-images: build the webhook and scheduler images with hack/Dockerfile (needs docker or podman;
 ## BASE_IMAGE: a distroless static nonroot image from your registry)

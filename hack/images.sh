@@ -10,13 +10,14 @@
 #   localhost/sluice/python:dev    python3 with pandas and numpy (Debian)
 #   localhost/sluice/webhook:dev   sluice's manager (bin/sluice-webhook)
 #   localhost/sluice/scheduler:dev sluice's scheduler (bin/sluice-scheduler)
+#   localhost/sluice/kfp-launcher:dev sluice's KFP launcher (bin/kfp-launcher)
 #
 # sluice's own images hold the static binary of bin/ (make build) and the
 # passwd/group entries of user 65532, on the empty base: what hack/Dockerfile
 # builds on a distroless base where a container engine runs.
 # An image is rebuilt only when its inputs change (recorded next to it as
 # bin/images/.NAME.inputs). usage: images.sh [NAME...] (default: the node's
-# images, pause busybox python; `make images` builds all five)
+# images, pause busybox python; `make images` builds all six)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -122,11 +123,12 @@ for w in "${want[@]}"; do
 		-env PATH=/bin -cmd /bin/sh ;;
 	python) image python localhost/sluice/python:dev "$SUITE $PYTHON_PACKAGES" python_rootfs \
 		-env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin -env LANG=C.UTF-8 -cmd python3 ;;
-	webhook | scheduler)
+	webhook | scheduler | kfp-launcher)
 		SLUICE_BINARY=sluice-$w
+		[[ $w != kfp-launcher ]] || SLUICE_BINARY=$w
 		image "$w" "localhost/sluice/$w:dev" "$(sha256sum "$BIN/$SLUICE_BINARY" 2>/dev/null | cut -d' ' -f1)" sluice_rootfs \
 			-entrypoint "/usr/local/bin/$SLUICE_BINARY" -user 65532:65532
 		;;
-	*) die "unknown image $w (known: pause busybox python webhook scheduler)" ;;
+	*) die "unknown image $w (known: pause busybox python webhook scheduler kfp-launcher)" ;;
 	esac
 done

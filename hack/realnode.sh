@@ -46,7 +46,7 @@ NODE_LABELS=sluice.dev/real-node=true,sluice.dev/node-pool=real,nvidia.com/gpu.p
 # The images every real node holds (hack/images.sh builds them), and
 # sluice's own, imported when `make images` built them.
 NODE_IMAGES=(pause busybox python)
-OPTIONAL_IMAGES=(webhook scheduler)
+OPTIONAL_IMAGES=(webhook scheduler kfp-launcher)
 
 ctr_() { "$BIN/ctr" --address "$CTRD_SOCK" --namespace k8s.io "$@" 2> >(grep -v 'cgroup v1' >&2); }
 

@@ -440,9 +440,6 @@ func Decode(data []byte) (*Pipeline, error) {
 	if len(docs) == 0 {
 		return nil, errors.New("the file is empty; expected a pipeline compiled by the KFP SDK (kfp.compiler.Compiler().compile)")
 	}
-	if len(docs) > 2 {
-		return nil, fmt.Errorf("the file has %d documents; a compiled pipeline has one, and a second with its platform settings", len(docs))
-	}
 	var probe map[string]any
 	if err := sigsyaml.Unmarshal(docs[0], &probe); err != nil {
 		return nil, fmt.Errorf("not a KFP pipeline: %s", oneLine(err.Error()))
@@ -455,6 +452,9 @@ func Decode(data []byte) (*Pipeline, error) {
 	}
 	if v, _ := probe["schemaVersion"].(string); v != SchemaVersion {
 		return nil, fmt.Errorf("schemaVersion %q is not supported; expected %q (KFP SDK 2.x)", fmt.Sprint(probe["schemaVersion"]), SchemaVersion)
+	}
+	if len(docs) > 2 {
+		return nil, fmt.Errorf("the file has %d documents; a compiled pipeline has one, and a second with its platform settings", len(docs))
 	}
 	p := &Pipeline{}
 	if err := strict(docs[0], &p.Spec); err != nil {
