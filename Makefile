@@ -173,7 +173,7 @@ fuzz:
 		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./webhook/ || exit 1; \
 	done
 	$(GOTEST) -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./lint/
-	for f in FuzzDecode FuzzParseParam FuzzExpand FuzzDNSName; do \
+	for f in FuzzDecode FuzzParseParam FuzzExpand FuzzDNSName FuzzConvert; do \
 		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./kfp/ || exit 1; \
 	done
 

@@ -899,10 +899,7 @@ var argoStubImages = map[string]bool{"argostub/createpvc": true, "argostub/delet
 // exit handlers.
 func TestArgoCorpus(t *testing.T) {
 	irs := corpus(t)
-	dir := os.Getenv("SLUICE_KFP_IR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "kfp-ir")
-	}
+	dir := corpusDir()
 	files, _ := filepath.Glob(filepath.Join(dir, "argo", "*.yaml"))
 	if len(files) == 0 {
 		t.Skipf("no Argo compilations in %s/argo (set SLUICE_KFP_IR to the folder that holds argo/)", dir)

@@ -75,8 +75,16 @@ func Convert(p *Pipeline, opts Options) (*Result, error) {
 		return nil, err
 	}
 	root := &scope{params: map[string]*param{}, arts: map[string]*artifact{}}
+	var defs map[string]ParameterSpec
+	if in := p.Spec.Root.InputDefinitions; in != nil {
+		defs = in.Parameters
+	}
 	for name, v := range opts.Params {
-		root.params[name] = &param{static: true, value: v, typ: p.Spec.Root.InputDefinitions.Parameters[name].ParameterType}
+		typ := defs[name].ParameterType
+		if typ == "" {
+			typ = typeOf(v)
+		}
+		root.params[name] = &param{static: true, value: v, typ: typ}
 	}
 	if _, err := c.expandDAG(p.Spec.Root, "root", root); err != nil {
 		return nil, err
@@ -84,7 +92,7 @@ func Convert(p *Pipeline, opts Options) (*Result, error) {
 	if err := c.name(); err != nil {
 		return nil, err
 	}
-	res := &Result{Pipeline: c.pipeline, Warnings: c.warnings}
+	res := &Result{Pipeline: c.pipeline}
 	for _, s := range c.steps {
 		job, ex, err := c.job(s)
 		if err != nil {
@@ -93,6 +101,7 @@ func Convert(p *Pipeline, opts Options) (*Result, error) {
 		res.Jobs = append(res.Jobs, job)
 		res.Steps = append(res.Steps, ex)
 	}
+	res.Warnings = c.warnings
 	return res, nil
 }
 

@@ -1,6 +1,8 @@
 package kfp
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -127,4 +129,61 @@ func sampleParams(p *Pipeline) map[string]any {
 		}
 	}
 	return out
+}
+
+// FuzzConvert: whatever a compiled pipeline holds, conversion ends with
+// Jobs whose task names are unique DNS-1123 labels and whose upstreams are
+// among them, or with a one-line error.
+func FuzzConvert(f *testing.F) {
+	f.Add([]byte(minimal))
+	for _, file := range []string{"../examples/kfp/two_step_pipeline.yaml", "../e2e/cluster/testdata/kfp/executor_input.yaml"} {
+		if data, err := os.ReadFile(file); err == nil {
+			f.Add(data)
+		}
+	}
+	{
+		dir := corpusDir()
+		for _, name := range []string{"pipeline_with_condition.yaml", "pipeline_with_exit_handler.yaml", "if_elif_else_with_oneof_parameters.yaml",
+			"pipeline_with_parallelfor_parallelism.yaml", "nested_pipeline_opt_inputs_parent_level_compiled.yaml", "platform__secret_as_env.yaml"} {
+			if data, err := os.ReadFile(filepath.Join(dir, "ir", name)); err == nil {
+				f.Add(data)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Decode(data)
+		if err != nil {
+			return
+		}
+		params, err := ResolveParams(rootParams(p), nil, sampleParams(p))
+		if err != nil {
+			return
+		}
+		res, err := Convert(p, Options{Run: "r", Params: params, LauncherImage: "l"})
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			return
+		}
+		tasks := map[string]bool{}
+		for _, s := range res.Steps {
+			if tasks[s.Task] || DNSName(s.Task) != s.Task {
+				t.Fatalf("task name %q is repeated or not a DNS-1123 label", s.Task)
+			}
+			tasks[s.Task] = true
+		}
+		for _, s := range res.Steps {
+			for _, u := range s.Upstreams {
+				if !tasks[u] || u == s.Task {
+					t.Fatalf("task %s waits for %q", s.Task, u)
+				}
+			}
+		}
+		for _, j := range res.Jobs {
+			if DNSName(j.Name) != j.Name {
+				t.Fatalf("Job name %q is not a DNS-1123 label", j.Name)
+			}
+		}
+	})
 }

@@ -18,10 +18,7 @@ import (
 // that flattened sub-DAGs compare equal), with the same exit handlers.
 func TestConvertMatchesArgo(t *testing.T) {
 	files := corpus(t)
-	dir := os.Getenv("SLUICE_KFP_IR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "kfp-ir")
-	}
+	dir := corpusDir()
 	compared := 0
 	for _, name := range sortedKeys(files) {
 		argo, err := os.ReadFile(filepath.Join(dir, "argo", name))

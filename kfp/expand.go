@@ -16,6 +16,8 @@ type converter struct {
 	pipeline string
 	steps    []*step
 	warnings []string
+	// iterations counts the loop iterations unrolled, bounded like the steps.
+	iterations int
 }
 
 // step is one container task instance: one Job.
@@ -91,8 +93,9 @@ type scope struct {
 	path    string // KFP path prefix, "" at the root
 	names   []string
 	indices []int
-	after   []*step // the DAG task's upstreams, inherited by its roots
-	allDone bool    // the DAG task waits for all of its upstreams to finish, whatever their outcome
+	comps   []string // the DAG components being expanded, outermost first
+	after   []*step  // the DAG task's upstreams, inherited by its roots
+	allDone bool     // the DAG task waits for all of its upstreams to finish, whatever their outcome
 }
 
 // outputs are what a DAG task (or container task) gives its siblings.
@@ -312,7 +315,11 @@ func (c *converter) expandTask(name string, t *TaskSpec, sc *scope, done map[str
 	}
 
 	if comp.DAG != nil {
+		if slices.Contains(sc.comps, t.ComponentRef.Name) {
+			return nil, fmt.Errorf("task %s: component %s contains itself", path, t.ComponentRef.Name)
+		}
 		inner := &scope{
+			comps:  append(slices.Clone(sc.comps), t.ComponentRef.Name),
 			params: params, arts: arts, conds: conds,
 			path: path, names: append(slices.Clone(sc.names), name), indices: sc.indices,
 			after: uniqueSteps(after), allDone: allDone,
@@ -556,6 +563,9 @@ func (c *converter) expandLoop(path string, t *TaskSpec, comp *ComponentSpec, sc
 	all := &outputs{params: map[string]*param{}, arts: map[string]*artifact{}}
 	var iters []*outputs
 	for i, item := range items {
+		if c.iterations++; c.iterations > MaxSteps {
+			return nil, fmt.Errorf("task %s: the pipeline's loops unroll to more than %d iterations; sluice runs at most that many in one run from an import", path, MaxSteps)
+		}
 		isc := *sc
 		isc.params = map[string]*param{}
 		for k, v := range sc.params {

@@ -12,10 +12,7 @@ import (
 // KFP's files, kept beside the project, not in it.
 func corpus(t testing.TB) map[string][]byte {
 	t.Helper()
-	dir := os.Getenv("SLUICE_KFP_IR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "kfp-ir")
-	}
+	dir := corpusDir()
 	files, _ := filepath.Glob(filepath.Join(dir, "ir", "*.yaml"))
 	if len(files) == 0 {
 		t.Skipf("no compiled KFP pipelines in %s/ir (set SLUICE_KFP_IR to the folder that holds ir/)", dir)
@@ -29,6 +26,14 @@ func corpus(t testing.TB) map[string][]byte {
 		out[filepath.Base(f)] = b
 	}
 	return out
+}
+
+// corpusDir is the folder that holds the corpus' ir/ (and argo/).
+func corpusDir() string {
+	if dir := os.Getenv("SLUICE_KFP_IR"); dir != "" {
+		return dir
+	}
+	return filepath.Join("..", "..", "shared", "kfp-ir")
 }
 
 func TestDecodeCorpus(t *testing.T) {

@@ -15,6 +15,10 @@ import (
 	"github.com/sluice-dev/sluice/annotations"
 )
 
+// MaxSteps bounds the Jobs of one conversion: loops unrolled at import
+// could otherwise make any number of them.
+const MaxSteps = 10000
+
 // mainContainer is the name of a step's container.
 const mainContainer = "main"
 
@@ -32,6 +36,9 @@ func (c *converter) containerStep(name, path string, t *TaskSpec, comp *Componen
 	}
 	if strings.HasPrefix(exe.Container.Image, "argostub/") {
 		return nil, fmt.Errorf("task %s: %s (kfp-kubernetes CreatePVC/DeletePVC) is not supported: sluice gives every run its own volume; mount an existing claim with kubernetes.mount_pvc", path, exe.Container.Image)
+	}
+	if len(c.steps) == MaxSteps {
+		return nil, fmt.Errorf("task %s: the pipeline unrolls to more than %d tasks; sluice runs at most that many in one run from an import", path, MaxSteps)
 	}
 	s := &step{
 		order: len(c.steps), path: path, names: append(slices.Clone(sc.names), name), indices: sc.indices,
