@@ -49,8 +49,6 @@ var refused = map[string]string{
 	"nested_parallel_for_secret.yaml":                                  "secret name comes from an upstream task's output",
 	"pipeline_with_secret_as_env.yaml":                                 "secret name comes from the output",
 	"pipeline_with_string_machine_fields_task_output.yaml":             "cpu limit comes from an upstream task's output",
-	"nested_with_parameters.yaml":                                      "dsl.Collected over nested loops",
-	"pipeline_producer_consumer.yaml":                                  "dsl.Collected over nested loops",
 	"platform__general_ephemeral_volume.yaml":                          `mount path "path" is not absolute`,
 }
 

@@ -66,6 +66,10 @@ type InputParameter struct {
 	// producer wrote it: a STRING as its text, others as JSON.
 	Files   []ParameterFile `json:"files,omitempty"`
 	Collect bool            `json:"collect,omitempty"`
+	// Groups, with Collect, split the files into consecutive groups of
+	// these sizes, and the value is a list of lists, one per group: a
+	// dsl.Collected over a loop inside a loop.
+	Groups []int `json:"groups,omitempty"`
 }
 
 // ParameterFile is one upstream output parameter's file and its type.

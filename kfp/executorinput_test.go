@@ -24,7 +24,7 @@ func TestExecutorInput(t *testing.T) {
 	  "inputs": {
 	    "parameterValues": {
 	      "all": [1, 3], "as_text": "42", "branch": "from b\n", "conf": {"a": 1}, "count": 42,
-	      "epochs": 3, "none": [], "rate": 0.5, "text": "hi there"
+	      "epochs": 3, "nested": [[1], [3]], "none": [], "rate": 0.5, "text": "hi there"
 	    },
 	    "artifacts": {
 	      "data": {"artifacts": [{"name": "data", "type": {"schemaTitle": "system.Dataset"}, "uri": "/sluice/inputs/b-data/data", "metadata": {"rows": 10, "big": 12345678901234567890}}]},

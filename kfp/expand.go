@@ -62,6 +62,7 @@ type param struct {
 	value   any
 	refs    []outRef
 	collect bool
+	groups  []int // with collect: the refs of each outer iteration (InputParameter.Groups)
 }
 
 // outRef is one output of a step.
@@ -157,19 +158,17 @@ func (c *converter) expandDAG(comp *ComponentSpec, compName string, sc *scope) (
 				if !ok {
 					return nil, fmt.Errorf("component %s: output %s names output %s of task %s, which it does not have", compName, key, sel.OutputParameterKey, sel.ProducerSubtask)
 				}
-				if ip.static {
-					if len(sels) > 1 {
-						return nil, fmt.Errorf("component %s: output %s: a dsl.OneOf over a constant is not supported", compName, key)
-					}
+				switch {
+				case len(sels) == 1:
 					p = ip
-					continue
+				case ip.static:
+					return nil, fmt.Errorf("component %s: output %s: a dsl.OneOf over a constant is not supported", compName, key)
+				case ip.collect:
+					return nil, fmt.Errorf("component %s: output %s: a dsl.OneOf over collected loop outputs is not supported", compName, key)
+				default:
+					p.typ = ip.typ
+					p.refs = append(p.refs, ip.refs...)
 				}
-				p.typ = ip.typ
-				p.refs = append(p.refs, ip.refs...)
-				p.collect = p.collect || ip.collect
-			}
-			if p.collect && len(p.refs) > 1 && len(sels) > 1 {
-				return nil, fmt.Errorf("component %s: output %s: a dsl.OneOf over collected loop outputs is not supported", compName, key)
 			}
 			all.params[key] = p
 		}
@@ -414,7 +413,7 @@ func (c *converter) bind(path string, t *TaskSpec, comp *ComponentSpec, sc *scop
 		if typ == "" && p.static {
 			typ = typeOf(p.value)
 		}
-		p = &param{typ: typ, static: p.static, value: p.value, refs: p.refs, collect: p.collect}
+		p = &param{typ: typ, static: p.static, value: p.value, refs: p.refs, collect: p.collect, groups: p.groups}
 		if p.static && typ != "" {
 			v, err := coerceInput(typ, p.value)
 			if err != nil {
@@ -585,23 +584,38 @@ func (c *converter) expandLoop(path string, t *TaskSpec, comp *ComponentSpec, sc
 		all.steps = append(all.steps, out.steps...)
 		all.sinks = append(all.sinks, out.sinks...)
 	}
-	// A loop's outputs are its iterations' outputs, collected.
-	if len(iters) > 0 {
-		for _, key := range sortedKeys(iters[0].params) {
+	// A loop's outputs are its iterations' outputs, collected: a list, or
+	// a list of lists when the iterations collected an inner loop's.
+	if od := comp.OutputDefinitions; od != nil {
+		for _, key := range sortedKeys(od.Parameters) {
 			p := &param{collect: true, typ: TypeList}
 			for _, o := range iters {
 				ip := o.params[key]
-				if ip.static || ip.collect {
-					return nil, fmt.Errorf("task %s: output %s: dsl.Collected over nested loops (or over a constant) is not supported; collect the inner loop's outputs in a task of the outer loop", path, key)
+				switch {
+				case ip == nil || ip.static:
+					return nil, fmt.Errorf("task %s: output %s: dsl.Collected over a constant is not supported", path, key)
+				case ip.collect && len(ip.groups) > 0:
+					return nil, fmt.Errorf("task %s: output %s: dsl.Collected over loops nested three deep is not supported", path, key)
+				case ip.collect:
+					p.groups = append(p.groups, len(ip.refs))
+				case len(ip.refs) != 1:
+					return nil, fmt.Errorf("task %s: output %s: dsl.Collected over a dsl.OneOf is not supported", path, key)
 				}
 				p.refs = append(p.refs, ip.refs...)
 			}
+			if len(p.groups) > 0 && len(p.groups) != len(iters) {
+				return nil, fmt.Errorf("task %s: output %s: its iterations collect differently", path, key)
+			}
 			all.params[key] = p
 		}
-		for _, key := range sortedKeys(iters[0].arts) {
-			a := &artifact{list: true, typ: iters[0].arts[key].typ}
+		for _, key := range sortedKeys(od.Artifacts) {
+			a := &artifact{list: true, typ: od.Artifacts[key].ArtifactType.SchemaTitle}
 			for _, o := range iters {
-				a.refs = append(a.refs, o.arts[key].refs...)
+				// KFP has lists of artifacts, not lists of lists: an inner
+				// loop's collected artifacts join the outer list.
+				if ia := o.arts[key]; ia != nil {
+					a.refs = append(a.refs, ia.refs...)
+				}
 			}
 			all.arts[key] = a
 		}

@@ -113,7 +113,8 @@ func (v *TaskValues) inputParameter(p InputParameter) (any, bool, error) {
 		return nil, false, errors.New("its value is in files, which only the launcher reads")
 	}
 	list := []any{}
-	for _, f := range p.Files {
+	var at []int // the index in Files of each value in list
+	for i, f := range p.Files {
 		data, err := v.files.ReadFile(f.Path)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -127,6 +128,7 @@ func (v *TaskValues) inputParameter(p InputParameter) (any, bool, error) {
 		}
 		if p.Collect {
 			list = append(list, val)
+			at = append(at, i)
 			continue
 		}
 		if val, err = convertParameter(p.Type, val); err != nil {
@@ -134,10 +136,32 @@ func (v *TaskValues) inputParameter(p InputParameter) (any, bool, error) {
 		}
 		return val, true, nil
 	}
+	if p.Collect && len(p.Groups) > 0 {
+		return groups(list, at, p.Groups)
+	}
 	if p.Collect {
 		return list, true, nil
 	}
 	return nil, false, nil
+}
+
+// groups splits the values read from Files (at gives each one's index
+// there) into one list per group of consecutive files.
+func groups(list []any, at, sizes []int) (any, bool, error) {
+	out := make([]any, 0, len(sizes))
+	start, j := 0, 0
+	for _, n := range sizes {
+		group := []any{}
+		for ; j < len(list) && at[j] < start+n; j++ {
+			group = append(group, list[j])
+		}
+		out = append(out, group)
+		start += n
+	}
+	if j != len(list) {
+		return nil, false, fmt.Errorf("its groups (%v) hold fewer than its %d files", sizes, at[len(at)-1]+1)
+	}
+	return out, true, nil
 }
 
 // convertParameter makes a value read from a file the input's type.

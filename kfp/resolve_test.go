@@ -44,6 +44,7 @@ func resolveExecutor() *Executor {
 				"rate":     {Type: TypeDouble, Files: []ParameterFile{{Path: "/sluice/inputs/prep-rate/rate", Type: TypeString}}},
 				"branch":   {Type: TypeString, Files: []ParameterFile{{Path: "/sluice/inputs/a-out/out", Type: TypeString}, {Path: "/sluice/inputs/b-out/out", Type: TypeString}}},
 				"all":      {Type: TypeList, Collect: true, Files: []ParameterFile{{Path: "/sluice/inputs/d-0/n", Type: TypeInteger}, {Path: "/sluice/inputs/d-1/n", Type: TypeInteger}, {Path: "/sluice/inputs/d-2/n", Type: TypeInteger}}},
+				"nested":   {Type: TypeList, Collect: true, Groups: []int{2, 1}, Files: []ParameterFile{{Path: "/sluice/inputs/d-0/n", Type: TypeInteger}, {Path: "/sluice/inputs/d-1/n", Type: TypeInteger}, {Path: "/sluice/inputs/d-2/n", Type: TypeInteger}}},
 				"none":     {Type: TypeList, Collect: true, Files: []ParameterFile{{Path: "/sluice/inputs/e-0/n", Type: TypeInteger}}},
 				"skipped":  {Type: TypeString, Files: []ParameterFile{{Path: "/sluice/inputs/c-out/out", Type: TypeString}}},
 				"optional": {Type: TypeString},
@@ -108,6 +109,10 @@ func TestResolve(t *testing.T) {
 			in:   []string{"{{$.inputs.parameters['all']}}", "{{$.inputs.parameters['none']}}"},
 			want: []string{"[1,3]", "[]"},
 		},
+		"Collected over nested loops: a list per outer iteration": {
+			in:   []string{"{{$.inputs.parameters['nested']}}"},
+			want: []string{"[[1],[3]]"},
+		},
 		"IfPresent: an input none of whose files exists takes Else": {
 			in:   []string{`{"IfPresent": {"InputName": "skipped", "Then": ["--s", "{{$.inputs.parameters['skipped']}}"], "Else": ["--no-s"]}}`},
 			want: []string{"--no-s"},
@@ -160,7 +165,7 @@ func TestResolve(t *testing.T) {
 		},
 		"an unknown input": {
 			in:      []string{"{{$.inputs.parameters['nope']}}"},
-			wantErr: "placeholder {{$.inputs.parameters['nope']}}: the task has no input parameter nope (it has all, as_text, branch, conf, count, epochs, none, optional, rate, skipped, text)",
+			wantErr: "placeholder {{$.inputs.parameters['nope']}}: the task has no input parameter nope (it has all, as_text, branch, conf, count, epochs, nested, none, optional, rate, skipped, text)",
 		},
 		"an unknown output": {
 			in:      []string{"{{$.outputs.artifacts['nope'].path}}"},

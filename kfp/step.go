@@ -245,7 +245,7 @@ func (c *converter) executor(s *step) (*Executor, []sluiceInput, error) {
 			exe.Inputs.Parameters[name] = InputParameter{Type: p.typ, Value: p.value}
 			continue
 		}
-		ip := InputParameter{Type: p.typ, Collect: p.collect}
+		ip := InputParameter{Type: p.typ, Collect: p.collect, Groups: p.groups}
 		for i, r := range p.refs {
 			ip.Files = append(ip.Files, ParameterFile{Path: mount(name, i, len(p.refs), r), Type: r.typ})
 		}
