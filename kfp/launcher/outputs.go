@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -38,7 +39,7 @@ func (l *Launcher) collect(e *kfp.Executor) error {
 	}
 	values := map[string]any{}
 	var missing []string
-	for _, name := range sortedKeys(e.Outputs.Parameters) {
+	for _, name := range slices.Sorted(maps.Keys(e.Outputs.Parameters)) {
 		p := e.Outputs.Parameters[name]
 		data, err := os.ReadFile(p.Path)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -104,7 +105,7 @@ func (l *Launcher) applyExecutorOutput(e *kfp.Executor) error {
 	if err := dec.Decode(&out); err != nil {
 		return fmt.Errorf("executor output %s: %w; expected KFP's ExecutorOutput as JSON", path, err)
 	}
-	for _, name := range sortedKeys(out.ParameterValues) {
+	for _, name := range slices.Sorted(maps.Keys(out.ParameterValues)) {
 		p, ok := e.Outputs.Parameters[name]
 		if !ok {
 			l.note("executor output %s: the component has no output parameter %s; ignored", path, name)
@@ -114,7 +115,7 @@ func (l *Launcher) applyExecutorOutput(e *kfp.Executor) error {
 			return fmt.Errorf("output parameter %s: %w", name, err)
 		}
 	}
-	for _, name := range sortedKeys(out.Artifacts) {
+	for _, name := range slices.Sorted(maps.Keys(out.Artifacts)) {
 		a, ok := e.Outputs.Artifacts[name]
 		list := out.Artifacts[name].Artifacts
 		if !ok {
@@ -179,13 +180,4 @@ func terminationMessage(values map[string]any, limit int) (msg []byte, left []st
 	slices.Sort(left)
 	msg, _ = json.Marshal(kept)
 	return msg, left
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
