@@ -280,13 +280,13 @@ func (c *converter) expandTask(name string, t *TaskSpec, sc *scope, done map[str
 		return nil, fmt.Errorf("task %s: trigger strategy %q is not one the importer knows (ALL_UPSTREAM_TASKS_COMPLETED)", path, t.TriggerPolicy.Strategy)
 	}
 	deps := slices.Clone(t.DependentTasks)
-	for _, p := range params {
-		for _, r := range p.refs {
+	for _, name := range sortedKeys(params) {
+		for _, r := range params[name].refs {
 			after = append(after, r.step)
 		}
 	}
-	for _, a := range arts {
-		for _, r := range a.refs {
+	for _, name := range sortedKeys(arts) {
+		for _, r := range arts[name].refs {
 			after = append(after, r.step)
 		}
 	}

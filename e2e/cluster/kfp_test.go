@@ -89,38 +89,48 @@ func taskResults(t *testing.T, ns, task string) map[string]any {
 // of its body failed.
 func TestKFPSimulated(t *testing.T) {
 	S, K, F := annotations.PhaseSucceeded, annotations.PhaseSkipped, annotations.PhaseFailed
+	corpus := func(name string) func(*testing.T) string {
+		return func(t *testing.T) string { return kfpCorpus(t, name) }
+	}
 	for name, tc := range map[string]struct {
-		file     string
+		file     func(*testing.T) string
 		messages map[string]string // a task's results, as its termination message
+		args     []string
 		fail     string
 		want     map[string]annotations.Phase
 	}{
 		"condition taken": {
-			file:     "pipeline_with_condition.yaml",
+			file:     corpus("pipeline_with_condition.yaml"),
 			messages: map[string]string{"flip-coin-op": `{"Output": "heads"}`},
 			want:     map[string]annotations.Phase{"flip-coin-op": S, "flip-coin-op-2": S, "print-op-2": S, "print-op-3": S, "print-op": S},
 		},
 		"condition not taken": {
-			file:     "pipeline_with_condition.yaml",
+			file:     corpus("pipeline_with_condition.yaml"),
 			messages: map[string]string{"flip-coin-op": `{"Output": "tails"}`},
 			want:     map[string]annotations.Phase{"flip-coin-op": S, "flip-coin-op-2": K, "print-op-2": K, "print-op-3": K, "print-op": S},
 		},
 		"elif taken, OneOf consumer after it": {
-			file:     "if_elif_else_with_oneof_parameters.yaml",
+			file:     corpus("if_elif_else_with_oneof_parameters.yaml"),
 			messages: map[string]string{"flip-three-sided-die": `{"Output": "tails"}`, "print-and-return-2": `{"Output": "Got tails!"}`},
 			want: map[string]annotations.Phase{"flip-three-sided-die": S, "condition-2-print-and-return": K, "print-and-return-2": S,
 				"special-print-and-return": K, "print-and-return": S},
 		},
 		"exit handler after a failure": {
-			file: "pipeline_with_exit_handler.yaml",
+			file: corpus("pipeline_with_exit_handler.yaml"),
 			fail: "fail-op",
 			want: map[string]annotations.Phase{"fail-op": F, "print-op-2": S, "print-op": S},
 		},
+		"a condition on an executor output, not taken": {
+			file:     func(*testing.T) string { return filepath.Join("testdata", "kfp", "executor_input.yaml") },
+			args:     []string{"-p", "a=1"},
+			messages: map[string]string{"add": `{"Output": 4}`},
+			want:     map[string]annotations.Phase{"add": S, "show": K},
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			file := kfpCorpus(t, tc.file)
+			file := tc.file(t)
 			ns, _ := setup(t)
-			jobs := importKFP(t, ns, file)
+			jobs := importKFP(t, ns, file, tc.args...)
 			for task, j := range byTask(jobs) {
 				sim := map[string]string{"sim.sluice.dev/duration": "500ms"}
 				if m, ok := tc.messages[task]; ok {
@@ -197,6 +207,16 @@ func TestKFPReal(t *testing.T) {
 				}
 				if logs, _ := plugin(t, "logs", "r", "consumer", "-n", ns); !strings.Contains(logs, want) {
 					t.Errorf("consumer printed %q, want %q", logs, want)
+				}
+			},
+		},
+		"an exit handler after a real failure": {
+			file: func(*testing.T) string { return filepath.Join("testdata", "kfp", "exit_handler.yaml") },
+			args: []string{"--image-map", "alpine=" + busybox},
+			want: map[string]annotations.Phase{"fail": annotations.PhaseFailed, "greet": annotations.PhaseSucceeded, "cleanup": annotations.PhaseSucceeded},
+			check: func(t *testing.T, ns string) {
+				if logs, _ := plugin(t, "logs", "r", "cleanup", "-n", ns); !strings.Contains(logs, "cleaning up") {
+					t.Errorf("cleanup printed %q, want its message", logs)
 				}
 			},
 		},
