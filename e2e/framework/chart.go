@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
@@ -104,4 +106,39 @@ func ReadObjects(glob string) ([]*unstructured.Unstructured, error) {
 		objs = append(objs, o...)
 	}
 	return objs, nil
+}
+
+// ChartWebhookConfigurations renders the chart's webhook configurations for
+// release in namespace: the one registration of sluice's webhooks, which
+// envtest points at its local webhook server (it replaces each Service
+// reference by a URL on that server and fills in the CA).
+func ChartWebhookConfigurations(release, namespace string, set ...string) (*admissionregv1.MutatingWebhookConfiguration, *admissionregv1.ValidatingWebhookConfiguration, error) {
+	objs, err := RenderChart(release, namespace, set...)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		mutating   *admissionregv1.MutatingWebhookConfiguration
+		validating *admissionregv1.ValidatingWebhookConfiguration
+	)
+	for _, o := range objs {
+		var into any
+		switch o.GetKind() {
+		case "MutatingWebhookConfiguration":
+			mutating = &admissionregv1.MutatingWebhookConfiguration{}
+			into = mutating
+		case "ValidatingWebhookConfiguration":
+			validating = &admissionregv1.ValidatingWebhookConfiguration{}
+			into = validating
+		default:
+			continue
+		}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(o.Object, into, true); err != nil {
+			return nil, nil, fmt.Errorf("the chart's %s: %w", o.GetKind(), err)
+		}
+	}
+	if mutating == nil || validating == nil {
+		return nil, nil, errors.New("the chart rendered no mutating or no validating webhook configuration")
+	}
+	return mutating, validating, nil
 }

@@ -75,7 +75,7 @@ func BinDir() string {
 	return filepath.Join(RepoRoot(), "bin")
 }
 
-// StartEnvtest starts the apiserver, registers sluice's webhooks against a
+// StartEnvtest starts the apiserver, registers the chart's webhook configurations against a
 // local webhook server, starts the manager and waits until the webhook answers.
 func StartEnvtest() (*EnvtestEnv, error) {
 	for _, b := range []string{"etcd", "kube-apiserver"} {
@@ -84,9 +84,10 @@ func StartEnvtest() (*EnvtestEnv, error) {
 		}
 	}
 	SetupLogging()
-	mutating, validating := WebhookConfigurations("sluice", func(path string) admissionregv1.WebhookClientConfig {
-		return admissionregv1.WebhookClientConfig{Service: &admissionregv1.ServiceReference{Name: "sluice", Namespace: "default", Path: &path}}
-	})
+	mutating, validating, err := ChartWebhookConfigurations(ChartRelease, ChartNamespace)
+	if err != nil {
+		return nil, fmt.Errorf("the chart's webhook configurations: %w", err)
+	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: BinDir(),
 		WebhookInstallOptions: envtest.WebhookInstallOptions{

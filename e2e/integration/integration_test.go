@@ -128,7 +128,7 @@ func TestAdmissionDenials(t *testing.T) {
 	}{
 		"malformed inputs": {
 			obj:  utiltesting.MakeJob("bad", ns).Inputs("dataset").Obj(),
-			want: `admission webhook "mjob.sluice.dev" denied the request: Job.batch "bad" is invalid: metadata.annotations[sluice.dev/inputs]: Invalid value: "dataset": "dataset": expected name=task.output`,
+			want: `admission webhook "jobs.mutate.sluice.dev" denied the request: Job.batch "bad" is invalid: metadata.annotations[sluice.dev/inputs]: Invalid value: "dataset": "dataset": expected name=task.output`,
 		},
 		"typo of a key": {
 			obj:  utiltesting.MakePod("typo", ns).Annotation("sluice.dev/afer", "prep").Obj(),
