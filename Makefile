@@ -173,8 +173,11 @@ fuzz:
 		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./webhook/ || exit 1; \
 	done
 	$(GOTEST) -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./lint/
-	for f in FuzzDecode FuzzParseParam FuzzExpand FuzzDNSName FuzzConvert; do \
+	for f in FuzzDecode FuzzDNSName FuzzConvert; do \
 		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./kfp/ || exit 1; \
+	done
+	for f in FuzzParseParam FuzzExpand; do \
+		$(GOTEST) -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./kfp/task/ || exit 1; \
 	done
 
 .PHONY: help

@@ -2,6 +2,7 @@ package kfp
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/parser"
+
+	"github.com/sluice-dev/sluice/kfp/task"
 )
 
 // A KFP condition reads its task's inputs as inputs.parameter_values['name'].
@@ -175,7 +178,7 @@ func offsetOf(s string, line, col int) int {
 
 // celLiteral writes a parameter value as a CEL literal.
 func celLiteral(v any) (string, error) {
-	switch x := plain(v).(type) {
+	switch x := task.Plain(v).(type) {
 	case string:
 		return strconv.Quote(x), nil
 	case bool:
@@ -205,7 +208,7 @@ func celLiteral(v any) (string, error) {
 		return "[" + strings.Join(parts, ", ") + "]", nil
 	case map[string]any:
 		var parts []string
-		for _, k := range sortedKeys(x) {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			l, err := celLiteral(x[k])
 			if err != nil {
 				return "", err
@@ -214,5 +217,5 @@ func celLiteral(v any) (string, error) {
 		}
 		return "{" + strings.Join(parts, ", ") + "}", nil
 	}
-	return "", fmt.Errorf("%s has no CEL literal", describe(v))
+	return "", fmt.Errorf("%s has no CEL literal", task.Describe(v))
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sluice-dev/sluice/annotations"
+	"github.com/sluice-dev/sluice/kfp/task"
 )
 
 // TestRewriteCondition: a KFP condition over the task's inputs becomes a
@@ -14,11 +15,11 @@ import (
 func TestRewriteCondition(t *testing.T) {
 	flip := &step{name: "flip-coin"}
 	params := map[string]*param{
-		"pipelinechannel--flip-coin-Output": {typ: TypeString, refs: []outRef{{step: flip, key: "Output", typ: TypeString}}},
-		"pipelinechannel--threshold":        {typ: TypeInteger, static: true, value: int64(2)},
-		"pipelinechannel--pick":             {typ: TypeBoolean, static: true, value: true},
-		"pipelinechannel--name":             {typ: TypeString, static: true, value: `it's "x"`},
-		"pipelinechannel--many":             {typ: TypeList, refs: []outRef{{step: flip, key: "a"}, {step: &step{name: "b"}, key: "a"}}},
+		"pipelinechannel--flip-coin-Output": {typ: task.TypeString, refs: []outRef{{step: flip, key: "Output", typ: task.TypeString}}},
+		"pipelinechannel--threshold":        {typ: task.TypeInteger, static: true, value: int64(2)},
+		"pipelinechannel--pick":             {typ: task.TypeBoolean, static: true, value: true},
+		"pipelinechannel--name":             {typ: task.TypeString, static: true, value: `it's "x"`},
+		"pipelinechannel--many":             {typ: task.TypeList, refs: []outRef{{step: flip, key: "a"}, {step: &step{name: "b"}, key: "a"}}},
 	}
 	for name, tc := range map[string]struct {
 		expr, want, err string

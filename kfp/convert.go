@@ -2,6 +2,7 @@ package kfp
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -112,10 +113,10 @@ func (c *converter) checkPipeline() error {
 	}
 	if in := c.p.Spec.Root.InputDefinitions; in != nil && len(in.Artifacts) > 0 {
 		return fmt.Errorf("pipeline input artifact %s: sluice does not take artifacts as pipeline inputs; produce it with a task (e.g. one that downloads it)",
-			strings.Join(sortedKeys(in.Artifacts), ", "))
+			strings.Join(slices.Sorted(maps.Keys(in.Artifacts)), ", "))
 	}
 	if pl := c.p.Platform; pl != nil {
-		for _, k := range sortedKeys(pl.Platforms.Kubernetes.PipelineConfig) {
+		for _, k := range slices.Sorted(maps.Keys(pl.Platforms.Kubernetes.PipelineConfig)) {
 			return fmt.Errorf("platforms.kubernetes.pipelineConfig.%s: not supported (a KFP workspace shared by the tasks); sluice gives every run its own volume", k)
 		}
 	}

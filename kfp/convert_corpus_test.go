@@ -1,13 +1,16 @@
 package kfp
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluice-dev/sluice/kfp/task"
 	"github.com/sluice-dev/sluice/lint"
 )
 
@@ -59,7 +62,7 @@ var refused = map[string]string{
 func TestConvertCorpus(t *testing.T) {
 	files := corpus(t)
 	converted := 0
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		t.Run(name, func(t *testing.T) {
 			res, err := convertSample(t, files[name])
 			if want, ok := refused[name]; ok {
@@ -112,17 +115,17 @@ func sampleParams(p *Pipeline) map[string]any {
 			continue
 		}
 		switch def.ParameterType {
-		case TypeString:
+		case task.TypeString:
 			out[name] = "x"
-		case TypeInteger:
+		case task.TypeInteger:
 			out[name] = int64(1)
-		case TypeDouble:
+		case task.TypeDouble:
 			out[name] = 1.5
-		case TypeBoolean:
+		case task.TypeBoolean:
 			out[name] = true
-		case TypeList:
+		case task.TypeList:
 			out[name] = []any{"a", "b"}
-		case TypeStruct:
+		case task.TypeStruct:
 			out[name] = map[string]any{"a": "b"}
 		}
 	}

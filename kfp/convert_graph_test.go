@@ -1,9 +1,11 @@
 package kfp
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,7 +22,7 @@ func TestConvertMatchesArgo(t *testing.T) {
 	files := corpus(t)
 	dir := corpusDir()
 	compared := 0
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		argo, err := os.ReadFile(filepath.Join(dir, "argo", name))
 		if err != nil {
 			continue // KFP has no Argo compilation of this one

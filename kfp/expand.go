@@ -3,10 +3,13 @@ package kfp
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/sluice-dev/sluice/kfp/task"
 )
 
 // converter flattens a pipeline's DAGs into steps.
@@ -62,7 +65,7 @@ type param struct {
 	value   any
 	refs    []outRef
 	collect bool
-	groups  []int // with collect: the refs of each outer iteration (InputParameter.Groups)
+	groups  []int // with collect: the refs of each outer iteration (task.InputParameter.Groups)
 }
 
 // outRef is one output of a step.
@@ -139,7 +142,7 @@ func (c *converter) expandDAG(comp *ComponentSpec, compName string, sc *scope) (
 		}
 	}
 	if dag.Outputs != nil {
-		for _, key := range sortedKeys(dag.Outputs.Parameters) {
+		for _, key := range slices.Sorted(maps.Keys(dag.Outputs.Parameters)) {
 			o := dag.Outputs.Parameters[key]
 			var sels []ParameterSelector
 			switch {
@@ -172,7 +175,7 @@ func (c *converter) expandDAG(comp *ComponentSpec, compName string, sc *scope) (
 			}
 			all.params[key] = p
 		}
-		for _, key := range sortedKeys(dag.Outputs.Artifacts) {
+		for _, key := range slices.Sorted(maps.Keys(dag.Outputs.Artifacts)) {
 			a := &artifact{}
 			sels := dag.Outputs.Artifacts[key].ArtifactSelectors
 			for _, sel := range sels {
@@ -198,7 +201,7 @@ func (c *converter) expandDAG(comp *ComponentSpec, compName string, sc *scope) (
 // depends on or takes inputs from, ties broken by name.
 func topoOrder(dag *DAGSpec, path string) ([]string, error) {
 	deps := map[string][]string{}
-	for _, name := range sortedKeys(dag.Tasks) {
+	for _, name := range slices.Sorted(maps.Keys(dag.Tasks)) {
 		t := dag.Tasks[name]
 		ds := slices.Clone(t.DependentTasks)
 		if t.Inputs != nil {
@@ -244,7 +247,7 @@ func topoOrder(dag *DAGSpec, path string) ([]string, error) {
 		order = append(order, n)
 		return nil
 	}
-	for _, n := range sortedKeys(dag.Tasks) {
+	for _, n := range slices.Sorted(maps.Keys(dag.Tasks)) {
 		if err := visit(n); err != nil {
 			return nil, err
 		}
@@ -280,12 +283,12 @@ func (c *converter) expandTask(name string, t *TaskSpec, sc *scope, done map[str
 		return nil, fmt.Errorf("task %s: trigger strategy %q is not one the importer knows (ALL_UPSTREAM_TASKS_COMPLETED)", path, t.TriggerPolicy.Strategy)
 	}
 	deps := slices.Clone(t.DependentTasks)
-	for _, name := range sortedKeys(params) {
+	for _, name := range slices.Sorted(maps.Keys(params)) {
 		for _, r := range params[name].refs {
 			after = append(after, r.step)
 		}
 	}
-	for _, name := range sortedKeys(arts) {
+	for _, name := range slices.Sorted(maps.Keys(arts)) {
 		for _, r := range arts[name].refs {
 			after = append(after, r.step)
 		}
@@ -371,12 +374,12 @@ func (c *converter) bind(path string, t *TaskSpec, comp *ComponentSpec, sc *scop
 	if t.Inputs != nil {
 		in = *t.Inputs
 	}
-	for _, name := range sortedKeys(in.Parameters) {
+	for _, name := range slices.Sorted(maps.Keys(in.Parameters)) {
 		b := in.Parameters[name]
 		// An input the component does not declare is there for the task's
 		// settings (resources, accelerator) to read; it keeps its own type.
 		def := defs.Parameters[name]
-		if def.ParameterType == TypeTaskFinalStatus || b.TaskFinalStatus != nil {
+		if def.ParameterType == task.TypeTaskFinalStatus || b.TaskFinalStatus != nil {
 			return nil, nil, fmt.Errorf("task %s: input %s is a dsl.PipelineTaskFinalStatus, which sluice does not provide; read the upstream's phase in a sluice.dev/when instead", path, name)
 		}
 		var p *param
@@ -389,7 +392,7 @@ func (c *converter) bind(path string, t *TaskSpec, comp *ComponentSpec, sc *scop
 			}
 			p = from
 		case b.RuntimeValue != nil:
-			p = &param{static: true, value: plain(b.RuntimeValue.Constant)}
+			p = &param{static: true, value: task.Plain(b.RuntimeValue.Constant)}
 		case b.TaskOutputParameter != nil:
 			up := done[b.TaskOutputParameter.ProducerTask]
 			from, ok := up.params[b.TaskOutputParameter.OutputParameterKey]
@@ -423,7 +426,7 @@ func (c *converter) bind(path string, t *TaskSpec, comp *ComponentSpec, sc *scop
 		}
 		params[name] = p
 	}
-	for _, name := range sortedKeys(defs.Parameters) {
+	for _, name := range slices.Sorted(maps.Keys(defs.Parameters)) {
 		def := defs.Parameters[name]
 		if _, bound := params[name]; bound || def.DefaultValue == nil {
 			continue
@@ -431,13 +434,13 @@ func (c *converter) bind(path string, t *TaskSpec, comp *ComponentSpec, sc *scop
 		if _, given := in.Parameters[name]; given {
 			continue // bound to an unset optional input: stays unset
 		}
-		v, err := Coerce(def.ParameterType, def.DefaultValue)
+		v, err := task.Coerce(def.ParameterType, def.DefaultValue)
 		if err != nil {
 			return nil, nil, fmt.Errorf("task %s: input %s: its default: %w", path, name, err)
 		}
 		params[name] = &param{typ: def.ParameterType, static: true, value: v}
 	}
-	for _, name := range sortedKeys(in.Artifacts) {
+	for _, name := range slices.Sorted(maps.Keys(in.Artifacts)) {
 		b := in.Artifacts[name]
 		def, declared := defs.Artifacts[name]
 		if !declared {
@@ -466,32 +469,32 @@ func (c *converter) bind(path string, t *TaskSpec, comp *ComponentSpec, sc *scop
 	return params, arts, nil
 }
 
-// coerceInput types a value known at import for an input: as Coerce, and
+// coerceInput types a value known at import for an input: as task.Coerce, and
 // as KFP passes a loop item or a struct to a STRING input, as its JSON.
 func coerceInput(typ string, v any) (any, error) {
-	if typ == TypeString {
+	if typ == task.TypeString {
 		if _, isString := v.(string); !isString && v != nil {
-			return Format(v), nil
+			return task.Format(v), nil
 		}
 	}
-	return Coerce(typ, v)
+	return task.Coerce(typ, v)
 }
 
 // typeOf is the parameter type of a value known at import.
 func typeOf(v any) string {
-	switch plain(v).(type) {
+	switch task.Plain(v).(type) {
 	case bool:
-		return TypeBoolean
+		return task.TypeBoolean
 	case int64:
-		return TypeInteger
+		return task.TypeInteger
 	case float64:
-		return TypeDouble
+		return task.TypeDouble
 	case []any:
-		return TypeList
+		return task.TypeList
 	case map[string]any:
-		return TypeStruct
+		return task.TypeStruct
 	}
-	return TypeString
+	return task.TypeString
 }
 
 var selectorRE = regexp.MustCompile(`^parseJson\(string_value\)\["([^"]+)"\]$`)
@@ -510,13 +513,13 @@ func selectField(path, name, sel string, p *param) (*param, error) {
 		ok = json.Unmarshal([]byte(s), &obj) == nil
 	}
 	if !ok {
-		return nil, fmt.Errorf("task %s: input %s: %s: the item %s is not a JSON object", path, name, sel, describe(p.value))
+		return nil, fmt.Errorf("task %s: input %s: %s: the item %s is not a JSON object", path, name, sel, task.Describe(p.value))
 	}
 	v, ok := obj[m[1]]
 	if !ok {
 		return nil, fmt.Errorf("task %s: input %s: the item has no field %q", path, name, m[1])
 	}
-	return &param{static: true, value: plain(v)}, nil
+	return &param{static: true, value: task.Plain(v)}, nil
 }
 
 // expandLoop unrolls a static dsl.ParallelFor: one copy of the loop's DAG
@@ -541,12 +544,12 @@ func (c *converter) expandLoop(path string, t *TaskSpec, comp *ComponentSpec, sc
 		v := p.value
 		if s, isString := v.(string); isString {
 			if err := json.Unmarshal([]byte(s), &v); err != nil {
-				return nil, fmt.Errorf("task %s: the loop's items %s are not a JSON list", path, describe(p.value))
+				return nil, fmt.Errorf("task %s: the loop's items %s are not a JSON list", path, task.Describe(p.value))
 			}
 		}
-		list, ok := plain(v).([]any)
+		list, ok := task.Plain(v).([]any)
 		if !ok {
-			return nil, fmt.Errorf("task %s: the loop's items %s are not a list", path, describe(p.value))
+			return nil, fmt.Errorf("task %s: the loop's items %s are not a list", path, task.Describe(p.value))
 		}
 		items = list
 	default:
@@ -570,7 +573,7 @@ func (c *converter) expandLoop(path string, t *TaskSpec, comp *ComponentSpec, sc
 		for k, v := range sc.params {
 			isc.params[k] = v
 		}
-		isc.params[it.ItemInput] = &param{static: true, value: plain(item)}
+		isc.params[it.ItemInput] = &param{static: true, value: task.Plain(item)}
 		isc.path = fmt.Sprintf("%s[%d]", path, i)
 		isc.indices = append(slices.Clone(sc.indices), i)
 		if limit > 0 && i >= limit {
@@ -587,8 +590,8 @@ func (c *converter) expandLoop(path string, t *TaskSpec, comp *ComponentSpec, sc
 	// A loop's outputs are its iterations' outputs, collected: a list, or
 	// a list of lists when the iterations collected an inner loop's.
 	if od := comp.OutputDefinitions; od != nil {
-		for _, key := range sortedKeys(od.Parameters) {
-			p := &param{collect: true, typ: TypeList}
+		for _, key := range slices.Sorted(maps.Keys(od.Parameters)) {
+			p := &param{collect: true, typ: task.TypeList}
 			for _, o := range iters {
 				ip := o.params[key]
 				switch {
@@ -608,7 +611,7 @@ func (c *converter) expandLoop(path string, t *TaskSpec, comp *ComponentSpec, sc
 			}
 			all.params[key] = p
 		}
-		for _, key := range sortedKeys(od.Artifacts) {
+		for _, key := range slices.Sorted(maps.Keys(od.Artifacts)) {
 			a := &artifact{list: true, typ: od.Artifacts[key].ArtifactType.SchemaTitle}
 			for _, o := range iters {
 				// KFP has lists of artifacts, not lists of lists: an inner

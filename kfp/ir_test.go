@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluice-dev/sluice/kfp/task"
 )
 
 // corpus gives the compiled pipelines in ../shared/kfp-ir/ir (or
@@ -53,6 +55,23 @@ func TestDecodeCorpus(t *testing.T) {
 	}
 	if platforms == 0 {
 		t.Error("no pipeline of the corpus had a platform document")
+	}
+}
+
+func TestRefsOfCorpus(t *testing.T) {
+	for name, data := range corpus(t) {
+		p, err := Decode(data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for label, ex := range p.Spec.DeploymentSpec.Executors {
+			if ex.Container == nil {
+				continue
+			}
+			if _, err := task.Refs(append(ex.Container.Command, ex.Container.Args...)); err != nil {
+				t.Errorf("%s: executor %s: %v", name, label, err)
+			}
+		}
 	}
 }
 

@@ -2,21 +2,22 @@ package kfp
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-dev/sluice/kfp/task"
 )
 
 func TestResolveParams(t *testing.T) {
 	defs := map[string]ParameterSpec{
-		"text":   {ParameterType: TypeString, DefaultValue: "Hello", IsOptional: true},
-		"epochs": {ParameterType: TypeInteger, DefaultValue: json.Number("10"), IsOptional: true},
-		"rate":   {ParameterType: TypeDouble},
-		"flag":   {ParameterType: TypeBoolean, IsOptional: true},
-		"items":  {ParameterType: TypeList, DefaultValue: []any{"a", json.Number("2")}, IsOptional: true},
-		"conf":   {ParameterType: TypeStruct, IsOptional: true},
-		"status": {ParameterType: TypeTaskFinalStatus},
+		"text":   {ParameterType: task.TypeString, DefaultValue: "Hello", IsOptional: true},
+		"epochs": {ParameterType: task.TypeInteger, DefaultValue: json.Number("10"), IsOptional: true},
+		"rate":   {ParameterType: task.TypeDouble},
+		"flag":   {ParameterType: task.TypeBoolean, IsOptional: true},
+		"items":  {ParameterType: task.TypeList, DefaultValue: []any{"a", json.Number("2")}, IsOptional: true},
+		"conf":   {ParameterType: task.TypeStruct, IsOptional: true},
+		"status": {ParameterType: task.TypeTaskFinalStatus},
 	}
 	cases := map[string]struct {
 		flags   map[string]string
@@ -70,6 +71,13 @@ func TestResolveParams(t *testing.T) {
 	}
 }
 
+func TestResolveParamsOfNoParameters(t *testing.T) {
+	_, err := ResolveParams(nil, map[string]string{"lr": "2"}, nil)
+	if want := "parameter lr: the pipeline has no parameters"; err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %q", err, want)
+	}
+}
+
 func TestParseParamFlags(t *testing.T) {
 	got, err := ParseParamFlags([]string{"a=1", "b==x", "c="})
 	if err != nil {
@@ -83,42 +91,4 @@ func TestParseParamFlags(t *testing.T) {
 			t.Errorf("ParseParamFlags(%q) took it", bad)
 		}
 	}
-}
-
-func TestFormat(t *testing.T) {
-	for v, want := range map[any]string{
-		"s": "s", int64(3): "3", 3.0: "3", 0.5: "0.5", true: "true", 1e20: "1e+20",
-	} {
-		if got := Format(v); got != want {
-			t.Errorf("Format(%#v) = %q, want %q", v, got, want)
-		}
-	}
-	if got := Format([]any{"a", 1.0, map[string]any{"k": false}}); got != `["a",1,{"k":false}]` {
-		t.Errorf("Format(list) = %s", got)
-	}
-}
-
-func FuzzParseParam(f *testing.F) {
-	for _, s := range []string{"1", "1.5", "true", "[1]", `{"a":1}`, "x", "9223372036854775808"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		for _, typ := range parameterTypes {
-			v, err := ParseParam(typ, s)
-			if err != nil {
-				if strings.Contains(err.Error(), "\n") {
-					t.Fatalf("error is not one line: %q", err)
-				}
-				continue
-			}
-			// What a flag gives, a params file and a default give too.
-			again, err := Coerce(typ, v)
-			if err != nil {
-				t.Fatalf("Coerce(%s, ParseParam(%q) = %#v): %v", typ, s, v, err)
-			}
-			if typ != TypeList && typ != TypeStruct && again != v {
-				t.Fatalf("Coerce changed %#v to %#v", v, again)
-			}
-		}
-	})
 }

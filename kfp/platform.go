@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -11,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluice-dev/sluice/kfp/task"
 )
 
 // platform applies the executor's kfp-kubernetes settings to the Job.
@@ -36,7 +40,7 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 		}
 		str, ok := v.(string)
 		if !ok || str == "" {
-			return "", fmt.Errorf("%s: expected a name, got %s", what, describe(v))
+			return "", fmt.Errorf("%s: expected a name, got %s", what, task.Describe(v))
 		}
 		return str, nil
 	}
@@ -193,9 +197,9 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 		}
 		tol := corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value, Effect: corev1.TaintEffect(t.Effect)}
 		if t.TolerationSeconds != nil {
-			n, err := strconv.ParseInt(Format(t.TolerationSeconds), 10, 64)
+			n, err := strconv.ParseInt(task.Format(t.TolerationSeconds), 10, 64)
 			if err != nil {
-				return fmt.Errorf("toleration %s: tolerationSeconds %s is not a whole number", t.Key, Format(t.TolerationSeconds))
+				return fmt.Errorf("toleration %s: tolerationSeconds %s is not a whole number", t.Key, task.Format(t.TolerationSeconds))
 			}
 			tol.TolerationSeconds = &n
 		}
@@ -238,9 +242,9 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 		ctr.Env = append(ctr.Env, corev1.EnvVar{Name: f.Name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: f.FieldPath}}})
 	}
 	if k.ActiveDeadlineSeconds != nil {
-		n, err := strconv.ParseInt(Format(k.ActiveDeadlineSeconds), 10, 64)
+		n, err := strconv.ParseInt(task.Format(k.ActiveDeadlineSeconds), 10, 64)
 		if err != nil || n <= 0 {
-			return fmt.Errorf("activeDeadlineSeconds %s is not a positive whole number", Format(k.ActiveDeadlineSeconds))
+			return fmt.Errorf("activeDeadlineSeconds %s is not a positive whole number", task.Format(k.ActiveDeadlineSeconds))
 		}
 		pod.ActiveDeadlineSeconds = &n
 	}
@@ -272,7 +276,7 @@ func optional(b bool) *bool {
 func (c *converter) platformParam(s *step, what string, in *ParameterInput) (any, error) {
 	switch {
 	case in.RuntimeValue != nil:
-		return plain(in.RuntimeValue.Constant), nil
+		return task.Plain(in.RuntimeValue.Constant), nil
 	case in.ComponentInputParameter != "":
 		p, ok := s.dagParams[in.ComponentInputParameter]
 		if !ok {
@@ -300,7 +304,7 @@ func remarshal(v any, out any) error {
 			v = parsed
 		}
 	}
-	b, err := json.Marshal(plain(v))
+	b, err := json.Marshal(task.Plain(v))
 	if err != nil {
 		return err
 	}
@@ -366,8 +370,8 @@ func (c *converter) nodeAffinity(s *step, pod *corev1.PodSpec, na NodeAffinityTe
 // the SDK writes as strings.
 func securityContext(raw map[string]any) (*corev1.SecurityContext, error) {
 	sc := &corev1.SecurityContext{}
-	for _, k := range sortedKeys(raw) {
-		v := Format(raw[k])
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
+		v := task.Format(raw[k])
 		switch k {
 		case "runAsUser", "runAsGroup":
 			n, err := strconv.ParseInt(v, 10, 64)

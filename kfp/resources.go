@@ -10,26 +10,27 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/sluice-dev/sluice/annotations"
+	"github.com/sluice-dev/sluice/kfp/task"
 )
 
 // staticValue resolves a setting that may be a placeholder over the task's
 // input parameters ({{$.inputs.parameters['x']}}); one that an upstream
 // task's output would decide is refused, naming what.
-func staticValue(s *step, exe *Executor, what, v string) (string, error) {
-	refs, err := Refs([]string{v})
+func staticValue(s *step, exe *task.Executor, what, v string) (string, error) {
+	refs, err := task.Refs([]string{v})
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	for _, r := range refs {
-		if p, ok := exe.Inputs.Parameters[r.Name]; ok && r.Kind == RefInputParameter && len(p.Files) > 0 {
+		if p, ok := exe.Inputs.Parameters[r.Name]; ok && r.Kind == task.RefInputParameter && len(p.Files) > 0 {
 			return "", fmt.Errorf("%s comes from an upstream task's output (%s); sluice sets it at import, so it must be a constant or a pipeline parameter", what, r.Name)
 		}
 	}
-	res, err := NewResolver(staticOnly(exe), nil)
+	res, err := task.NewResolver(staticOnly(exe), nil)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
-	out, err := Expand(v, res)
+	out, err := task.Expand(v, res)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
@@ -37,9 +38,9 @@ func staticValue(s *step, exe *Executor, what, v string) (string, error) {
 }
 
 // staticOnly is exe without the inputs only known at run time.
-func staticOnly(exe *Executor) *Executor {
+func staticOnly(exe *task.Executor) *task.Executor {
 	cp := *exe
-	cp.Inputs.Parameters = map[string]InputParameter{}
+	cp.Inputs.Parameters = map[string]task.InputParameter{}
 	for k, p := range exe.Inputs.Parameters {
 		if len(p.Files) == 0 {
 			cp.Inputs.Parameters[k] = p
@@ -53,7 +54,7 @@ func staticOnly(exe *Executor) *Executor {
 // a limit alone (requests then equal it, as Kubernetes defaults them) as
 // sluice.dev/cpu and sluice.dev/memory; a request besides, on the container
 // itself; accelerators as sluice.dev/gpu and sluice.dev/accelerator.
-func (c *converter) resources(s *step, job *batchv1.Job, exe *Executor) error {
+func (c *converter) resources(s *step, job *batchv1.Job, exe *task.Executor) error {
 	r := s.exec.Resources
 	if r == nil {
 		return nil
@@ -125,7 +126,7 @@ func (c *converter) resources(s *step, job *batchv1.Job, exe *Executor) error {
 		}
 		count := a.ResourceCount
 		if count == "" && a.Count != nil {
-			count = Format(a.Count)
+			count = task.Format(a.Count)
 		}
 		if typ, err = staticValue(s, exe, "accelerator type", typ); err != nil {
 			return err

@@ -3,6 +3,7 @@ package kfp
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/annotations"
+	"github.com/sluice-dev/sluice/kfp/task"
 )
 
 // MaxSteps bounds the Jobs of one conversion: loops unrolled at import
@@ -114,15 +116,15 @@ func (c *converter) job(s *step) (*batchv1.Job, Explained, error) {
 		if err != nil {
 			return nil, Explained{}, err
 		}
-		ctr.Command = []string{LauncherPath}
-		ctr.Env = append(ctr.Env, corev1.EnvVar{Name: ExecutorEnv, Value: string(spec)})
-		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: LauncherVolume, MountPath: LauncherDir})
+		ctr.Command = []string{task.LauncherPath}
+		ctr.Env = append(ctr.Env, corev1.EnvVar{Name: task.ExecutorEnv, Value: string(spec)})
+		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: task.LauncherVolume, MountPath: task.LauncherDir})
 	} else {
-		res, err := NewResolver(exe, nil)
+		res, err := task.NewResolver(exe, nil)
 		if err != nil {
 			return nil, Explained{}, err
 		}
-		ctr.Command, err = ExpandAll(exe.Command, res)
+		ctr.Command, err = task.ExpandAll(exe.Command, res)
 		if err != nil {
 			return nil, Explained{}, err
 		}
@@ -132,10 +134,10 @@ func (c *converter) job(s *step) (*batchv1.Job, Explained, error) {
 		pod.InitContainers = []corev1.Container{{
 			Name:         "kfp-launcher",
 			Image:        c.opts.LauncherImage,
-			Command:      []string{"/usr/local/bin/kfp-launcher", "install", LauncherPath},
-			VolumeMounts: []corev1.VolumeMount{{Name: LauncherVolume, MountPath: LauncherDir}},
+			Command:      []string{"/usr/local/bin/kfp-launcher", "install", task.LauncherPath},
+			VolumeMounts: []corev1.VolumeMount{{Name: task.LauncherVolume, MountPath: task.LauncherDir}},
 		}}
-		pod.Volumes = []corev1.Volume{{Name: LauncherVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		pod.Volumes = []corev1.Volume{{Name: task.LauncherVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	}
 	annots := map[string]string{
 		TaskAnnotation:      s.path,
@@ -222,12 +224,12 @@ type sluiceInput struct{ name, task, output string }
 
 // executor describes the step for the launcher (or for substitution at
 // import) and gives the sluice inputs that mount what it reads.
-func (c *converter) executor(s *step) (*Executor, []sluiceInput, error) {
-	exe := &Executor{
+func (c *converter) executor(s *step) (*task.Executor, []sluiceInput, error) {
+	exe := &task.Executor{
 		Command: slices.Concat(s.exec.Command, s.exec.Args),
 		Run:     c.opts.Run, Task: s.name,
-		Inputs:  ExecutorInputs{Parameters: map[string]InputParameter{}, Artifacts: map[string]InputArtifact{}},
-		Outputs: ExecutorOutputs{Parameters: map[string]OutputParameter{}, Artifacts: map[string]OutputArtifact{}},
+		Inputs:  task.ExecutorInputs{Parameters: map[string]task.InputParameter{}, Artifacts: map[string]task.InputArtifact{}},
+		Outputs: task.ExecutorOutputs{Parameters: map[string]task.OutputParameter{}, Artifacts: map[string]task.OutputArtifact{}},
 	}
 	var inputs []sluiceInput
 	// mount gives an input's i-th upstream a sluice input and its path.
@@ -239,21 +241,21 @@ func (c *converter) executor(s *step) (*Executor, []sluiceInput, error) {
 		inputs = append(inputs, sluiceInput{name: name, task: r.step.name, output: r.key})
 		return path.Join(annotations.InputsDir, name, r.key)
 	}
-	for _, name := range sortedKeys(s.params) {
+	for _, name := range slices.Sorted(maps.Keys(s.params)) {
 		p := s.params[name]
 		if p.static {
-			exe.Inputs.Parameters[name] = InputParameter{Type: p.typ, Value: p.value}
+			exe.Inputs.Parameters[name] = task.InputParameter{Type: p.typ, Value: p.value}
 			continue
 		}
-		ip := InputParameter{Type: p.typ, Collect: p.collect, Groups: p.groups}
+		ip := task.InputParameter{Type: p.typ, Collect: p.collect, Groups: p.groups}
 		for i, r := range p.refs {
-			ip.Files = append(ip.Files, ParameterFile{Path: mount(name, i, len(p.refs), r), Type: r.typ})
+			ip.Files = append(ip.Files, task.ParameterFile{Path: mount(name, i, len(p.refs), r), Type: r.typ})
 		}
 		exe.Inputs.Parameters[name] = ip
 	}
-	for _, name := range sortedKeys(s.arts) {
+	for _, name := range slices.Sorted(maps.Keys(s.arts)) {
 		a := s.arts[name]
-		ia := InputArtifact{Type: a.typ, List: a.list}
+		ia := task.InputArtifact{Type: a.typ, List: a.list}
 		for i, r := range a.refs {
 			ia.Paths = append(ia.Paths, mount(name, i, len(a.refs), r))
 		}
@@ -261,10 +263,10 @@ func (c *converter) executor(s *step) (*Executor, []sluiceInput, error) {
 	}
 	if od := s.comp.OutputDefinitions; od != nil {
 		for name, def := range od.Parameters {
-			exe.Outputs.Parameters[name] = OutputParameter{Type: def.ParameterType, Path: outputPath(name)}
+			exe.Outputs.Parameters[name] = task.OutputParameter{Type: def.ParameterType, Path: outputPath(name)}
 		}
 		for name, def := range od.Artifacts {
-			exe.Outputs.Artifacts[name] = OutputArtifact{Type: def.ArtifactType.SchemaTitle, Path: outputPath(name)}
+			exe.Outputs.Artifacts[name] = task.OutputArtifact{Type: def.ArtifactType.SchemaTitle, Path: outputPath(name)}
 		}
 	}
 	return exe, inputs, nil
@@ -282,10 +284,10 @@ func outputList(s *step) string {
 		return ""
 	}
 	var list []string
-	for _, name := range sortedKeys(od.Parameters) {
+	for _, name := range slices.Sorted(maps.Keys(od.Parameters)) {
 		list = append(list, name+":Parameter")
 	}
-	for _, name := range sortedKeys(od.Artifacts) {
+	for _, name := range slices.Sorted(maps.Keys(od.Artifacts)) {
 		list = append(list, name+":"+artifactTypeName(od.Artifacts[name].ArtifactType.SchemaTitle))
 	}
 	return strings.Join(list, ",")
@@ -311,7 +313,7 @@ func artifactTypeName(title string) string {
 
 // needsLauncher reports whether the step's command needs values only known
 // at run time, or has output parameters to collect.
-func needsLauncher(s *step, exe *Executor) bool {
+func needsLauncher(s *step, exe *task.Executor) bool {
 	if len(exe.Outputs.Parameters) > 0 {
 		return true
 	}
@@ -325,17 +327,17 @@ func needsLauncher(s *step, exe *Executor) bool {
 			return true
 		}
 	}
-	refs, err := Refs(exe.Command)
+	refs, err := task.Refs(exe.Command)
 	if err != nil {
 		return true // the launcher reports it where it can be seen
 	}
 	for _, r := range refs {
 		switch {
-		case r.Kind == RefExecutorInput:
+		case r.Kind == task.RefExecutorInput:
 			return true
-		case r.Kind == RefInputArtifact && (r.Field == "metadata" || r.Field == ""):
+		case r.Kind == task.RefInputArtifact && (r.Field == "metadata" || r.Field == ""):
 			return true
-		case r.Kind == RefSystem && r.Name != "pipeline_job_name" && r.Name != "pipeline_task_name" && r.Name != "pipeline_root":
+		case r.Kind == task.RefSystem && r.Name != "pipeline_job_name" && r.Name != "pipeline_task_name" && r.Name != "pipeline_root":
 			return true
 		}
 	}

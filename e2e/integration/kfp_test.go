@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluice-dev/sluice/e2e/framework"
 	"github.com/sluice-dev/sluice/kfp"
+	"github.com/sluice-dev/sluice/kfp/task"
 )
 
 // TestKFPAdmitted: every compiled KFP pipeline the importer converts (the
@@ -69,8 +70,8 @@ func requiredParams(defs map[string]kfp.ParameterSpec) map[string]any {
 			continue
 		}
 		out[name] = map[string]any{
-			kfp.TypeString: "x", kfp.TypeInteger: int64(1), kfp.TypeDouble: 1.5, kfp.TypeBoolean: true,
-			kfp.TypeList: []any{"a"}, kfp.TypeStruct: map[string]any{"a": "b"},
+			task.TypeString: "x", task.TypeInteger: int64(1), task.TypeDouble: 1.5, task.TypeBoolean: true,
+			task.TypeList: []any{"a"}, task.TypeStruct: map[string]any{"a": "b"},
 		}[def.ParameterType]
 	}
 	return out

@@ -1,6 +1,6 @@
 // Package launcher runs one KFP container task inside its step, as KFP's own
 // launcher does: it resolves the command's placeholders from the Executor
-// the converter wrote (kfp.ExecutorEnv), runs the component with the
+// the converter wrote (task.ExecutorEnv), runs the component with the
 // signals the container gets passed on, and on success collects its output
 // parameters into their files and the container's termination message.
 package launcher
@@ -17,7 +17,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/sluice-dev/sluice/kfp"
+	"github.com/sluice-dev/sluice/kfp/task"
 )
 
 // Exit codes of the launcher's own failures; otherwise it exits as the
@@ -30,13 +30,13 @@ const (
 // Signals are the signals the launcher passes on to the component.
 var Signals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT}
 
-// Launcher runs KFP container tasks. Empty paths take kfp's defaults.
+// Launcher runs KFP container tasks. Empty paths take package task's defaults.
 type Launcher struct {
-	// Dir is the launcher's directory (kfp.LauncherDir), which holds the
+	// Dir is the launcher's directory (task.LauncherDir), which holds the
 	// executor output file.
 	Dir string
 	// TerminationPath is where the output parameters go, as one JSON object
-	// (kfp.TerminationPath).
+	// (task.TerminationPath).
 	TerminationPath string
 	// Signals received while the component runs are passed on to it.
 	Signals <-chan os.Signal
@@ -48,7 +48,7 @@ type Launcher struct {
 	Getenv func(string) string
 }
 
-const usage = `usage: kfp-launcher [run]         run the task $` + kfp.ExecutorEnv + ` describes
+const usage = `usage: kfp-launcher [run]         run the task $` + task.ExecutorEnv + ` describes
        kfp-launcher install DEST  copy this executable to DEST`
 
 // Main runs the launcher's command line and gives its exit code.
@@ -75,32 +75,32 @@ func (l *Launcher) Main(args []string) int {
 
 // executor reads the Executor from the environment, strictly: a field this
 // launcher does not know means the converter is newer than it.
-func (l *Launcher) executor() (*kfp.Executor, error) {
+func (l *Launcher) executor() (*task.Executor, error) {
 	getenv := l.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	spec := getenv(kfp.ExecutorEnv)
+	spec := getenv(task.ExecutorEnv)
 	if spec == "" {
-		return nil, fmt.Errorf("$%s is not set; it holds the task as JSON, which sluice's KFP importer writes", kfp.ExecutorEnv)
+		return nil, fmt.Errorf("$%s is not set; it holds the task as JSON, which sluice's KFP importer writes", task.ExecutorEnv)
 	}
 	dec := json.NewDecoder(strings.NewReader(spec))
 	dec.DisallowUnknownFields()
-	var e kfp.Executor
+	var e task.Executor
 	if err := dec.Decode(&e); err != nil {
-		return nil, fmt.Errorf("$%s: %w; expected the task as JSON from the same sluice version as this launcher", kfp.ExecutorEnv, err)
+		return nil, fmt.Errorf("$%s: %w; expected the task as JSON from the same sluice version as this launcher", task.ExecutorEnv, err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("$%s: unexpected data after the JSON object", kfp.ExecutorEnv)
+		return nil, fmt.Errorf("$%s: unexpected data after the JSON object", task.ExecutorEnv)
 	}
 	if len(e.Command) == 0 {
-		return nil, fmt.Errorf("$%s: the command is empty; expected the component's command and args", kfp.ExecutorEnv)
+		return nil, fmt.Errorf("$%s: the command is empty; expected the component's command and args", task.ExecutorEnv)
 	}
 	return &e, nil
 }
 
 // Run runs the task e describes and gives the launcher's exit code.
-func (l *Launcher) Run(e *kfp.Executor) int {
+func (l *Launcher) Run(e *task.Executor) int {
 	argv, err := l.prepare(e)
 	if err != nil {
 		return l.fail(err, ExitFailure)
@@ -122,13 +122,13 @@ func (l *Launcher) Run(e *kfp.Executor) int {
 // removes what an earlier attempt in the same pod may have left (the
 // executor output, output parameter and metadata files), so that only this
 // run's outputs count.
-func (l *Launcher) prepare(e *kfp.Executor) ([]string, error) {
-	values, err := kfp.NewResolver(e, kfp.OSFiles{})
+func (l *Launcher) prepare(e *task.Executor) ([]string, error) {
+	values, err := task.NewResolver(e, task.OSFiles{})
 	if err != nil {
 		return nil, err
 	}
 	values.OutputFile = l.outputFile()
-	argv, err := kfp.ExpandAll(e.Command, values)
+	argv, err := task.ExpandAll(e.Command, values)
 	if err != nil {
 		return nil, err
 	}
@@ -154,27 +154,27 @@ func (l *Launcher) prepare(e *kfp.Executor) ([]string, error) {
 }
 
 func (l *Launcher) outputFile() string {
-	rel, _ := filepath.Rel(kfp.LauncherDir, kfp.ExecutorOutputFile)
+	rel, _ := filepath.Rel(task.LauncherDir, task.ExecutorOutputFile)
 	return filepath.Join(l.dir(), rel)
 }
 
 func (l *Launcher) dir() string {
 	if l.Dir == "" {
-		return kfp.LauncherDir
+		return task.LauncherDir
 	}
 	return l.Dir
 }
 
 func (l *Launcher) terminationPath() string {
 	if l.TerminationPath == "" {
-		return kfp.TerminationPath
+		return task.TerminationPath
 	}
 	return l.TerminationPath
 }
 
 // metadataPath is the file holding the metadata of the artifact at path.
 func metadataPath(path string) string {
-	return filepath.Join(filepath.Dir(path), kfp.MetadataFile)
+	return filepath.Join(filepath.Dir(path), task.MetadataFile)
 }
 
 // fail reports the launcher's own error as one line and gives code.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/sluice-dev/sluice/kfp"
+	"github.com/sluice-dev/sluice/kfp/task"
 )
 
 // testLauncher is a launcher kept in a temporary directory: its own
@@ -72,7 +72,7 @@ func sh(script string, args ...string) []string {
 func TestRun(t *testing.T) {
 	cases := map[string]struct {
 		// exec builds the Executor from the test's run volume path function.
-		exec func(p func(string) string) kfp.Executor
+		exec func(p func(string) string) task.Executor
 		// files are on the run volume before the launcher starts.
 		files           map[string]string
 		wantCode        int
@@ -82,10 +82,10 @@ func TestRun(t *testing.T) {
 		wantStderr      string
 	}{
 		"the exit code is kept; no outputs are collected": {
-			exec: func(p func(string) string) kfp.Executor {
-				return kfp.Executor{
+			exec: func(p func(string) string) task.Executor {
+				return task.Executor{
 					Command: sh("echo out; exit 3"),
-					Outputs: kfp.ExecutorOutputs{Parameters: map[string]kfp.OutputParameter{"n": {Type: kfp.TypeInteger, Path: p("outputs/n/n")}}},
+					Outputs: task.ExecutorOutputs{Parameters: map[string]task.OutputParameter{"n": {Type: task.TypeInteger, Path: p("outputs/n/n")}}},
 				}
 			},
 			wantCode:        3,
@@ -93,27 +93,27 @@ func TestRun(t *testing.T) {
 			wantTermination: "<none>",
 		},
 		"a component killed by a signal: 128+N": {
-			exec: func(func(string) string) kfp.Executor {
-				return kfp.Executor{Command: sh("kill -KILL $$")}
+			exec: func(func(string) string) task.Executor {
+				return task.Executor{Command: sh("kill -KILL $$")}
 			},
 			wantCode:        128 + int(syscall.SIGKILL),
 			wantTermination: "<none>",
 		},
 		"inputs resolved, output parameters collected as typed JSON": {
-			exec: func(p func(string) string) kfp.Executor {
-				return kfp.Executor{
+			exec: func(p func(string) string) task.Executor {
+				return task.Executor{
 					Command: sh(`printf '%s\n' "$0" > "$1"; printf 'two words' > "$2"; printf '[1, 2]' > "$3"; echo true > "$4"`,
 						"{{$.inputs.parameters['n']}}",
 						"{{$.outputs.parameters['n'].output_file}}", "{{$.outputs.parameters['s'].output_file}}",
 						"{{$.outputs.parameters['l'].output_file}}", "{{$.outputs.parameters['b'].output_file}}"),
-					Inputs: kfp.ExecutorInputs{Parameters: map[string]kfp.InputParameter{
-						"n": {Type: kfp.TypeInteger, Files: []kfp.ParameterFile{{Path: p("inputs/up-n/n"), Type: kfp.TypeInteger}}},
+					Inputs: task.ExecutorInputs{Parameters: map[string]task.InputParameter{
+						"n": {Type: task.TypeInteger, Files: []task.ParameterFile{{Path: p("inputs/up-n/n"), Type: task.TypeInteger}}},
 					}},
-					Outputs: kfp.ExecutorOutputs{Parameters: map[string]kfp.OutputParameter{
-						"n": {Type: kfp.TypeInteger, Path: p("outputs/n/n")},
-						"s": {Type: kfp.TypeString, Path: p("outputs/s/s")},
-						"l": {Type: kfp.TypeList, Path: p("outputs/l/l")},
-						"b": {Type: kfp.TypeBoolean, Path: p("outputs/b/b")},
+					Outputs: task.ExecutorOutputs{Parameters: map[string]task.OutputParameter{
+						"n": {Type: task.TypeInteger, Path: p("outputs/n/n")},
+						"s": {Type: task.TypeString, Path: p("outputs/s/s")},
+						"l": {Type: task.TypeList, Path: p("outputs/l/l")},
+						"b": {Type: task.TypeBoolean, Path: p("outputs/b/b")},
 					}},
 				}
 			},
@@ -122,57 +122,57 @@ func TestRun(t *testing.T) {
 			wantFiles:       map[string]string{"outputs/n/n": "5\n", "outputs/s/s": "two words"},
 		},
 		"the executor output wins over a file and gives artifacts their metadata": {
-			exec: func(p func(string) string) kfp.Executor {
-				return kfp.Executor{
+			exec: func(p func(string) string) task.Executor {
+				return task.Executor{
 					// $0 is the executor input; its outputFile is where the
 					// executor output goes.
 					Command: sh(`echo 1 > "$1"; out=$(echo "$0" | sed 's/.*"outputFile":"\([^"]*\)".*/\1/'); printf '%s' "$2" > "$out"`,
 						"{{$}}", "{{$.outputs.parameters['n'].output_file}}",
 						`{"parameterValues": {"n": 9007199254740993, "s": "hi", "extra": 1}, "artifacts": {"m": {"artifacts": [{"name": "m", "uri": "`+p("outputs/m/m")+`", "metadata": {"acc": 0.90}}]}}}`),
-					Outputs: kfp.ExecutorOutputs{
-						Parameters: map[string]kfp.OutputParameter{
-							"n": {Type: kfp.TypeInteger, Path: p("outputs/n/n")},
-							"s": {Type: kfp.TypeString, Path: p("outputs/s/s")},
+					Outputs: task.ExecutorOutputs{
+						Parameters: map[string]task.OutputParameter{
+							"n": {Type: task.TypeInteger, Path: p("outputs/n/n")},
+							"s": {Type: task.TypeString, Path: p("outputs/s/s")},
 						},
-						Artifacts: map[string]kfp.OutputArtifact{"m": {Type: "system.Metrics", Path: p("outputs/m/m")}},
+						Artifacts: map[string]task.OutputArtifact{"m": {Type: "system.Metrics", Path: p("outputs/m/m")}},
 					},
 				}
 			},
 			wantTermination: `{"n":9007199254740993,"s":"hi"}`,
 			wantFiles: map[string]string{
 				"outputs/n/n": "9007199254740993", "outputs/s/s": "hi",
-				"outputs/m/" + kfp.MetadataFile: `{"acc":0.90}`,
+				"outputs/m/" + task.MetadataFile: `{"acc":0.90}`,
 			},
 			wantStderr: "kfp-launcher: executor output " + "EXECUTOR_OUTPUT" + ": the component has no output parameter extra; ignored\n",
 		},
 		"an executor output that is not JSON fails the task": {
-			exec: func(func(string) string) kfp.Executor {
-				return kfp.Executor{Command: sh(`out=$(echo "$0" | sed 's/.*"outputFile":"\([^"]*\)".*/\1/'); echo '{' > "$out"`, "{{$}}")}
+			exec: func(func(string) string) task.Executor {
+				return task.Executor{Command: sh(`out=$(echo "$0" | sed 's/.*"outputFile":"\([^"]*\)".*/\1/'); echo '{' > "$out"`, "{{$}}")}
 			},
 			wantCode:        ExitFailure,
 			wantTermination: "<none>",
 			wantStderr:      "kfp-launcher: executor output EXECUTOR_OUTPUT: unexpected EOF; expected KFP's ExecutorOutput as JSON\n",
 		},
 		"an artifact uri in the executor output is not followed": {
-			exec: func(p func(string) string) kfp.Executor {
-				return kfp.Executor{
+			exec: func(p func(string) string) task.Executor {
+				return task.Executor{
 					Command: sh(`out=$(echo "$0" | sed 's/.*"outputFile":"\([^"]*\)".*/\1/'); printf '%s' "$1" > "$out"`,
 						"{{$}}", `{"artifacts": {"m": {"artifacts": [{"uri": "gs://bucket/m"}]}, "x": {"artifacts": []}}}`),
-					Outputs: kfp.ExecutorOutputs{Artifacts: map[string]kfp.OutputArtifact{"m": {Type: "system.Model", Path: p("outputs/m/m")}}},
+					Outputs: task.ExecutorOutputs{Artifacts: map[string]task.OutputArtifact{"m": {Type: "system.Model", Path: p("outputs/m/m")}}},
 				}
 			},
 			wantTermination: "<none>",
-			wantFiles:       map[string]string{"outputs/m/" + kfp.MetadataFile: "<none>"},
+			wantFiles:       map[string]string{"outputs/m/" + task.MetadataFile: "<none>"},
 			wantStderr: "kfp-launcher: output artifact m: the executor output gives uri gs://bucket/m; sluice keeps the artifact at ROOT/outputs/m/m and ignores it\n" +
 				"kfp-launcher: executor output EXECUTOR_OUTPUT: the component has no output artifact x; ignored\n",
 		},
 		"a stale executor output and output files of an earlier attempt are removed": {
-			exec: func(p func(string) string) kfp.Executor {
-				return kfp.Executor{
+			exec: func(p func(string) string) task.Executor {
+				return task.Executor{
 					Command: sh(`echo 2 > "$0"`, "{{$.outputs.parameters['n'].output_file}}"),
-					Outputs: kfp.ExecutorOutputs{Parameters: map[string]kfp.OutputParameter{
-						"n": {Type: kfp.TypeInteger, Path: p("outputs/n/n")},
-						"s": {Type: kfp.TypeString, Path: p("outputs/s/s")},
+					Outputs: task.ExecutorOutputs{Parameters: map[string]task.OutputParameter{
+						"n": {Type: task.TypeInteger, Path: p("outputs/n/n")},
+						"s": {Type: task.TypeString, Path: p("outputs/s/s")},
 					}},
 				}
 			},
@@ -186,12 +186,12 @@ func TestRun(t *testing.T) {
 			wantStderr:      "kfp-launcher: the component exited 0, but its output parameter s (file ROOT/outputs/s/s) was not written, neither to the file nor in the executor output EXECUTOR_OUTPUT; a task must write all of its outputs\n",
 		},
 		"a missing output parameter fails the task": {
-			exec: func(p func(string) string) kfp.Executor {
-				return kfp.Executor{
+			exec: func(p func(string) string) task.Executor {
+				return task.Executor{
 					Command: sh("true"),
-					Outputs: kfp.ExecutorOutputs{Parameters: map[string]kfp.OutputParameter{
-						"a": {Type: kfp.TypeString, Path: p("outputs/a/a")},
-						"b": {Type: kfp.TypeString, Path: p("outputs/b/b")},
+					Outputs: task.ExecutorOutputs{Parameters: map[string]task.OutputParameter{
+						"a": {Type: task.TypeString, Path: p("outputs/a/a")},
+						"b": {Type: task.TypeString, Path: p("outputs/b/b")},
 					}},
 				}
 			},
@@ -200,10 +200,10 @@ func TestRun(t *testing.T) {
 			wantStderr:      "kfp-launcher: the component exited 0, but its output parameters a (file ROOT/outputs/a/a), b (file ROOT/outputs/b/b) were not written, neither to the file nor in the executor output EXECUTOR_OUTPUT; a task must write all of its outputs\n",
 		},
 		"an output parameter of the wrong type fails the task": {
-			exec: func(p func(string) string) kfp.Executor {
-				return kfp.Executor{
+			exec: func(p func(string) string) task.Executor {
+				return task.Executor{
 					Command: sh(`echo many > "$0"`, "{{$.outputs.parameters['n'].output_file}}"),
-					Outputs: kfp.ExecutorOutputs{Parameters: map[string]kfp.OutputParameter{"n": {Type: kfp.TypeInteger, Path: p("outputs/n/n")}}},
+					Outputs: task.ExecutorOutputs{Parameters: map[string]task.OutputParameter{"n": {Type: task.TypeInteger, Path: p("outputs/n/n")}}},
 				}
 			},
 			wantCode:        ExitFailure,
@@ -211,13 +211,13 @@ func TestRun(t *testing.T) {
 			wantStderr:      `kfp-launcher: output parameter n: file ROOT/outputs/n/n: "many" is not an integer` + "\n",
 		},
 		"an oversize value is left out of the termination message": {
-			exec: func(p func(string) string) kfp.Executor {
-				return kfp.Executor{
+			exec: func(p func(string) string) task.Executor {
+				return task.Executor{
 					Command: sh(`head -c 5000 /dev/zero | tr '\0' x > "$0"; echo 1 > "$1"`,
 						"{{$.outputs.parameters['big'].output_file}}", "{{$.outputs.parameters['n'].output_file}}"),
-					Outputs: kfp.ExecutorOutputs{Parameters: map[string]kfp.OutputParameter{
-						"big": {Type: kfp.TypeString, Path: p("outputs/big/big")},
-						"n":   {Type: kfp.TypeInteger, Path: p("outputs/n/n")},
+					Outputs: task.ExecutorOutputs{Parameters: map[string]task.OutputParameter{
+						"big": {Type: task.TypeString, Path: p("outputs/big/big")},
+						"n":   {Type: task.TypeInteger, Path: p("outputs/n/n")},
 					}},
 				}
 			},
@@ -226,25 +226,25 @@ func TestRun(t *testing.T) {
 			wantStderr:      "kfp-launcher: output parameter big left out of the termination message, which must stay under 4096 bytes: not in sluice.dev/results, still in its file for downstream tasks\n",
 		},
 		"no outputs, no termination message": {
-			exec: func(p func(string) string) kfp.Executor {
-				return kfp.Executor{
+			exec: func(p func(string) string) task.Executor {
+				return task.Executor{
 					Command: sh(`cat "$0" > "$1"`, "{{$.inputs.artifacts['d'].path}}", "{{$.outputs.artifacts['o'].path}}"),
-					Inputs: kfp.ExecutorInputs{Artifacts: map[string]kfp.InputArtifact{
+					Inputs: task.ExecutorInputs{Artifacts: map[string]task.InputArtifact{
 						"d": {Type: "system.Dataset", Paths: []string{p("inputs/a-d/d"), p("inputs/b-d/d")}},
 					}},
-					Outputs: kfp.ExecutorOutputs{Artifacts: map[string]kfp.OutputArtifact{"o": {Type: "system.Dataset", Path: p("outputs/o/o")}}},
+					Outputs: task.ExecutorOutputs{Artifacts: map[string]task.OutputArtifact{"o": {Type: "system.Dataset", Path: p("outputs/o/o")}}},
 				}
 			},
 			files:           map[string]string{"inputs/b-d/d": "from b"},
 			wantTermination: "<none>",
-			wantFiles:       map[string]string{"outputs/o/o": "from b", "outputs/o/" + kfp.MetadataFile: "<none>"},
+			wantFiles:       map[string]string{"outputs/o/o": "from b", "outputs/o/" + task.MetadataFile: "<none>"},
 		},
 		"an input that has no value: the component does not run": {
-			exec: func(p func(string) string) kfp.Executor {
-				return kfp.Executor{
+			exec: func(p func(string) string) task.Executor {
+				return task.Executor{
 					Command: sh("echo ran", "{{$.inputs.parameters['x']}}"),
-					Inputs: kfp.ExecutorInputs{Parameters: map[string]kfp.InputParameter{
-						"x": {Type: kfp.TypeString, Files: []kfp.ParameterFile{{Path: p("inputs/up-x/x"), Type: kfp.TypeString}}},
+					Inputs: task.ExecutorInputs{Parameters: map[string]task.InputParameter{
+						"x": {Type: task.TypeString, Files: []task.ParameterFile{{Path: p("inputs/up-x/x"), Type: task.TypeString}}},
 					}},
 				}
 			},
@@ -253,8 +253,8 @@ func TestRun(t *testing.T) {
 			wantStderr:      "kfp-launcher: placeholder {{$.inputs.parameters['x']}}: input parameter x has no value (none of its files exists: ROOT/inputs/up-x/x); " + `an optional input belongs inside {"IfPresent": {"InputName": "x", ...}}` + "\n",
 		},
 		"a command that does not exist": {
-			exec: func(func(string) string) kfp.Executor {
-				return kfp.Executor{Command: []string{"no-such-command-sluice"}}
+			exec: func(func(string) string) task.Executor {
+				return task.Executor{Command: []string{"no-such-command-sluice"}}
 			},
 			wantCode:        ExitFailure,
 			wantTermination: "<none>",
@@ -300,7 +300,7 @@ func TestRunForwardsSignals(t *testing.T) {
 	ready := tl.path("ready")
 	// The loop ends by itself after about 10s, so that a failing test
 	// leaves no process behind.
-	e := kfp.Executor{Command: sh(`trap 'exit 7' TERM; touch "$0"; i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done`, ready)}
+	e := task.Executor{Command: sh(`trap 'exit 7' TERM; touch "$0"; i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done`, ready)}
 	code := make(chan int, 1)
 	go func() { code <- tl.Run(&e) }()
 	deadline := time.Now().Add(10 * time.Second)
@@ -328,7 +328,7 @@ func TestRunForwardsSignals(t *testing.T) {
 func TestRunExecutorInput(t *testing.T) {
 	tl := newTestLauncher(t)
 	got := tl.path("executor-input.json")
-	e := kfp.Executor{Command: sh(`printf '%s' "$0" > "$1"`, "{{$}}", got)}
+	e := task.Executor{Command: sh(`printf '%s' "$0" > "$1"`, "{{$}}", got)}
 	if code := tl.Run(&e); code != 0 {
 		t.Fatalf("exit code = %d; stderr:\n%s", code, tl.stderr)
 	}
@@ -350,7 +350,7 @@ func TestRunExecutorInput(t *testing.T) {
 }
 
 func TestMainCommand(t *testing.T) {
-	good, _ := json.Marshal(kfp.Executor{Command: sh("echo ran")})
+	good, _ := json.Marshal(task.Executor{Command: sh("echo ran")})
 	cases := map[string]struct {
 		args       []string
 		env        string
@@ -389,7 +389,7 @@ func TestMainCommand(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tl := newTestLauncher(t)
 			tl.Getenv = func(k string) string {
-				if k == kfp.ExecutorEnv {
+				if k == task.ExecutorEnv {
 					return tc.env
 				}
 				return ""

@@ -12,9 +12,16 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sluice-dev/sluice/annotations"
-	"github.com/sluice-dev/sluice/kfp"
+	"github.com/sluice-dev/sluice/kfp/task"
 )
+
+// maxTerminationMessage is the most of a container's termination message the
+// kubelet keeps (it keeps the last 4096 bytes of a longer one), so a message
+// must be shorter: sluice's controller refuses results of this length
+// (annotations.MaxTerminationMessage). It is repeated here so that the
+// launcher, a binary copied into every KFP step, does not import the
+// Kubernetes packages annotations needs; a test keeps the two equal.
+const maxTerminationMessage = 4096
 
 // executorOutput is the part of KFP's ExecutorOutput (protobuf JSON) sluice
 // takes: output parameter values and output artifacts' metadata. Artifacts
@@ -33,7 +40,7 @@ type executorOutput struct {
 // component wrote one, fills the output parameter files and the output
 // artifacts' metadata files; then every output parameter is read from its
 // file, and they go to the termination message for sluice's controller.
-func (l *Launcher) collect(e *kfp.Executor) error {
+func (l *Launcher) collect(e *task.Executor) error {
 	if err := l.applyExecutorOutput(e); err != nil {
 		return err
 	}
@@ -49,7 +56,7 @@ func (l *Launcher) collect(e *kfp.Executor) error {
 		if err != nil {
 			return fmt.Errorf("output parameter %s: %w", name, err)
 		}
-		v, err := kfp.ReadParameter(p.Type, data)
+		v, err := task.ReadParameter(p.Type, data)
 		if err != nil {
 			return fmt.Errorf("output parameter %s: file %s: %w", name, p.Path, err)
 		}
@@ -61,10 +68,10 @@ func (l *Launcher) collect(e *kfp.Executor) error {
 	if len(values) == 0 {
 		return nil
 	}
-	msg, left := terminationMessage(values, annotations.MaxTerminationMessage)
+	msg, left := terminationMessage(values, maxTerminationMessage)
 	if len(left) > 0 {
 		l.note("output parameter %s left out of the termination message, which must stay under %d bytes: not in sluice.dev/results, still in its file for downstream tasks",
-			strings.Join(left, ", "), annotations.MaxTerminationMessage)
+			strings.Join(left, ", "), maxTerminationMessage)
 	}
 	if err := os.WriteFile(l.terminationPath(), msg, 0o644); err != nil {
 		return fmt.Errorf("writing the output parameters: %w", err)
@@ -74,7 +81,7 @@ func (l *Launcher) collect(e *kfp.Executor) error {
 
 // missingOutputs explains that the component did not write some output
 // parameters: KFP fails such a task, and so does sluice.
-func (l *Launcher) missingOutputs(e *kfp.Executor, names []string) error {
+func (l *Launcher) missingOutputs(e *task.Executor, names []string) error {
 	items := make([]string, len(names))
 	for i, name := range names {
 		items[i] = fmt.Sprintf("%s (file %s)", name, e.Outputs.Parameters[name].Path)
@@ -90,7 +97,7 @@ func (l *Launcher) missingOutputs(e *kfp.Executor, names []string) error {
 // applyExecutorOutput writes the executor output's values over the output
 // parameter files (KFP gives the executor output precedence) and its
 // artifacts' metadata beside them.
-func (l *Launcher) applyExecutorOutput(e *kfp.Executor) error {
+func (l *Launcher) applyExecutorOutput(e *task.Executor) error {
 	path := l.outputFile()
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -111,7 +118,7 @@ func (l *Launcher) applyExecutorOutput(e *kfp.Executor) error {
 			l.note("executor output %s: the component has no output parameter %s; ignored", path, name)
 			continue
 		}
-		if err := os.WriteFile(p.Path, kfp.ParameterFileContent(p.Type, out.ParameterValues[name]), 0o644); err != nil {
+		if err := os.WriteFile(p.Path, task.ParameterFileContent(p.Type, out.ParameterValues[name]), 0o644); err != nil {
 			return fmt.Errorf("output parameter %s: %w", name, err)
 		}
 	}

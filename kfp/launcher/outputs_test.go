@@ -54,10 +54,18 @@ func TestTerminationMessage(t *testing.T) {
 	}
 }
 
+// The launcher keeps its own copy of the limit so as not to import
+// annotations; the controller enforces the one in annotations.
+func TestMaxTerminationMessage(t *testing.T) {
+	if maxTerminationMessage != annotations.MaxTerminationMessage {
+		t.Errorf("maxTerminationMessage = %d, want annotations.MaxTerminationMessage = %d", maxTerminationMessage, annotations.MaxTerminationMessage)
+	}
+}
+
 // What the launcher writes, sluice's controller reads as the results.
 func TestTerminationMessageParses(t *testing.T) {
 	values := map[string]any{"n": int64(3), "ok": true, "s": "a \"quoted\" <word>", "big": strings.Repeat("é", 3000)}
-	msg, left := terminationMessage(values, annotations.MaxTerminationMessage)
+	msg, left := terminationMessage(values, maxTerminationMessage)
 	if d := cmp.Diff([]string{"big"}, left); d != "" {
 		t.Errorf("left out (-want,+got):\n%s", d)
 	}

@@ -1,4 +1,4 @@
-package kfp
+package task
 
 import (
 	"fmt"
@@ -95,23 +95,6 @@ func TestRefs(t *testing.T) {
 	}
 	if d := cmp.Diff(want, kinds); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
-	}
-}
-
-func TestRefsOfCorpus(t *testing.T) {
-	for name, data := range corpus(t) {
-		p, err := Decode(data)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		for label, ex := range p.Spec.DeploymentSpec.Executors {
-			if ex.Container == nil {
-				continue
-			}
-			if _, err := Refs(append(ex.Container.Command, ex.Container.Args...)); err != nil {
-				t.Errorf("%s: executor %s: %v", name, label, err)
-			}
-		}
 	}
 }
 

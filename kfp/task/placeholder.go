@@ -1,10 +1,12 @@
-package kfp
+package task
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -143,7 +145,7 @@ func Refs(items []string) ([]Ref, error) {
 				}
 			}
 		case map[string]any:
-			for _, k := range sortedKeys(x) {
+			for _, k := range slices.Sorted(maps.Keys(x)) {
 				if k == "InputName" {
 					out = append(out, Ref{Kind: RefPresence, Name: fmt.Sprint(x[k]), Text: "IfPresent " + fmt.Sprint(x[k])})
 					continue
@@ -222,7 +224,7 @@ func expandValue(v any, r Resolver) ([]string, error) {
 			return expandValue(branch, r)
 		}
 	}
-	return nil, fmt.Errorf("structured placeholder %s is not one the importer knows (Concat, IfPresent)", describe(v))
+	return nil, fmt.Errorf("structured placeholder %s is not one the importer knows (Concat, IfPresent)", Describe(v))
 }
 
 func substitute(s string, r Resolver) (string, error) {

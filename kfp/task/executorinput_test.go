@@ -1,4 +1,4 @@
-package kfp
+package task
 
 import (
 	"encoding/json"

@@ -1,8 +1,10 @@
-package kfp
+package task
 
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 )
 
 // KFP's ExecutorInput (api/v2alpha1/pipeline_spec.proto) in its protobuf
@@ -62,7 +64,7 @@ func (v *TaskValues) ExecutorInput() ([]byte, error) {
 	for name, val := range v.params {
 		in.Inputs.ParameterValues[name] = val
 	}
-	for _, name := range sortedKeys(v.arts) {
+	for _, name := range slices.Sorted(maps.Keys(v.arts)) {
 		list, err := v.artifactList(name, v.exec.Inputs.Artifacts[name].Type, v.arts[name])
 		if err != nil {
 			return nil, fmt.Errorf("executor input: input artifact %s: %w", name, err)

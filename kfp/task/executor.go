@@ -1,4 +1,11 @@
-package kfp
+// Package task is what one KFP container task needs at run time: its typed
+// parameter values, its command-line placeholders, and the Executor the
+// importer hands the launcher.
+//
+// It imports only the standard library: the launcher, a static binary copied
+// into every KFP step, is built from it, and package kfp, which converts
+// pipelines and needs the Kubernetes API types, builds on it.
+package task
 
 // The contract between the converter and the launcher. A container task
 // whose command needs values only known at run time (an upstream's output

@@ -1,4 +1,4 @@
-package kfp
+package task
 
 import (
 	"bytes"
@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -70,7 +72,7 @@ func NewResolver(e *Executor, files RunFiles) (*TaskValues, error) {
 		params:     map[string]any{},
 		arts:       map[string][]string{},
 	}
-	for _, name := range sortedKeys(e.Inputs.Parameters) {
+	for _, name := range slices.Sorted(maps.Keys(e.Inputs.Parameters)) {
 		val, ok, err := v.inputParameter(e.Inputs.Parameters[name])
 		if err != nil {
 			return nil, fmt.Errorf("input parameter %s: %w", name, err)
@@ -79,7 +81,7 @@ func NewResolver(e *Executor, files RunFiles) (*TaskValues, error) {
 			v.params[name] = val
 		}
 	}
-	for _, name := range sortedKeys(e.Inputs.Artifacts) {
+	for _, name := range slices.Sorted(maps.Keys(e.Inputs.Artifacts)) {
 		a := e.Inputs.Artifacts[name]
 		paths, err := v.existing(a.Paths, !a.List)
 		if err != nil {
@@ -222,13 +224,13 @@ func (v *TaskValues) Resolve(r Ref) (string, error) {
 	case RefOutputParameter:
 		p, ok := v.exec.Outputs.Parameters[r.Name]
 		if !ok {
-			return "", fmt.Errorf("placeholder %s: the component has no output parameter %s (it has %s)", r.Text, r.Name, listOrNone(sortedKeys(v.exec.Outputs.Parameters)))
+			return "", fmt.Errorf("placeholder %s: the component has no output parameter %s (it has %s)", r.Text, r.Name, listOrNone(slices.Sorted(maps.Keys(v.exec.Outputs.Parameters))))
 		}
 		return p.Path, nil
 	case RefOutputArtifact:
 		a, ok := v.exec.Outputs.Artifacts[r.Name]
 		if !ok {
-			return "", fmt.Errorf("placeholder %s: the component has no output artifact %s (it has %s)", r.Text, r.Name, listOrNone(sortedKeys(v.exec.Outputs.Artifacts)))
+			return "", fmt.Errorf("placeholder %s: the component has no output artifact %s (it has %s)", r.Text, r.Name, listOrNone(slices.Sorted(maps.Keys(v.exec.Outputs.Artifacts))))
 		}
 		if r.Field == "metadata" {
 			return "{}", nil
@@ -280,7 +282,7 @@ func (v *TaskValues) absent(r Ref) error {
 	kind, what := "parameter", ""
 	var names []string
 	if r.Kind == RefInputParameter {
-		names = sortedKeys(v.exec.Inputs.Parameters)
+		names = slices.Sorted(maps.Keys(v.exec.Inputs.Parameters))
 		if p, ok := v.exec.Inputs.Parameters[r.Name]; ok {
 			what = "it was given no value"
 			if len(p.Files) > 0 {
@@ -289,7 +291,7 @@ func (v *TaskValues) absent(r Ref) error {
 		}
 	} else {
 		kind = "artifact"
-		names = sortedKeys(v.exec.Inputs.Artifacts)
+		names = slices.Sorted(maps.Keys(v.exec.Inputs.Artifacts))
 		if a, ok := v.exec.Inputs.Artifacts[r.Name]; ok {
 			what = "none of its paths exists: " + strings.Join(a.Paths, ", ")
 		}
@@ -373,7 +375,7 @@ func ReadParameter(typ string, data []byte) (any, error) {
 	v, err := ParseParam(typ, s)
 	if err != nil && len(s) > 64 {
 		// Keep the message short: the text of a large file is no help.
-		return nil, fmt.Errorf("%s... (%d bytes) is not %s", strconv.Quote(s[:48]), len(s), typeWords(typ))
+		return nil, fmt.Errorf("%s... (%d bytes) is not %s", strconv.Quote(s[:48]), len(s), DescribeType(typ))
 	}
 	return v, err
 }
