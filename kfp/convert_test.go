@@ -130,11 +130,12 @@ func TestConvertPlatform(t *testing.T) {
 				}
 			},
 		},
-		"an optional parameter unset": {
-			platform: "          secretAsEnv:\n          - secretNameParameter: {componentInputParameter: creds}\n            keyToEnv: [{secretKey: user, envVar: USER}]\n",
+		"an optional parameter unset: that setting alone is left out": {
+			platform: "          secretAsEnv:\n          - secretNameParameter: {componentInputParameter: creds}\n            keyToEnv: [{secretKey: user, envVar: USER}]\n" +
+				"          - secretName: other\n            keyToEnv: [{secretKey: token, envVar: TOKEN}]\n",
 			check: func(t *testing.T, pod *corev1.PodSpec) {
-				if len(pod.Containers[0].Env) != 0 {
-					t.Errorf("env %v, want none", pod.Containers[0].Env)
+				if env := pod.Containers[0].Env; len(env) != 1 || env[0].Name != "TOKEN" {
+					t.Errorf("env %v, want TOKEN alone", env)
 				}
 			},
 		},

@@ -365,7 +365,6 @@ func hasSiblingDeps(t *TaskSpec) bool {
 // left out.
 func (c *converter) bind(path string, t *TaskSpec, comp *ComponentSpec, sc *scope, done map[string]*outputs) (map[string]*param, map[string]*artifact, error) {
 	params := map[string]*param{}
-	arts := map[string]*artifact{}
 	var defs Definitions
 	if comp.InputDefinitions != nil {
 		defs = *comp.InputDefinitions
@@ -440,11 +439,22 @@ func (c *converter) bind(path string, t *TaskSpec, comp *ComponentSpec, sc *scop
 		}
 		params[name] = &param{typ: def.ParameterType, static: true, value: v}
 	}
-	for _, name := range slices.Sorted(maps.Keys(in.Artifacts)) {
-		b := in.Artifacts[name]
-		def, declared := defs.Artifacts[name]
+	arts, err := bindArtifacts(path, t, defs.Artifacts, in.Artifacts, sc, done)
+	if err != nil {
+		return nil, nil, err
+	}
+	return params, arts, nil
+}
+
+// bindArtifacts gives a task's component its input artifacts; an optional
+// one the enclosing DAG leaves unset is left out.
+func bindArtifacts(path string, t *TaskSpec, defs map[string]ArtifactSpec, bindings map[string]ArtifactInput, sc *scope, done map[string]*outputs) (map[string]*artifact, error) {
+	arts := map[string]*artifact{}
+	for _, name := range slices.Sorted(maps.Keys(bindings)) {
+		b := bindings[name]
+		def, declared := defs[name]
 		if !declared {
-			return nil, nil, fmt.Errorf("task %s: input artifact %s is not declared by component %s", path, name, t.ComponentRef.Name)
+			return nil, fmt.Errorf("task %s: input artifact %s is not declared by component %s", path, name, t.ComponentRef.Name)
 		}
 		var a *artifact
 		switch {
@@ -458,15 +468,15 @@ func (c *converter) bind(path string, t *TaskSpec, comp *ComponentSpec, sc *scop
 			up := done[b.TaskOutputArtifact.ProducerTask]
 			from, ok := up.arts[b.TaskOutputArtifact.OutputArtifactKey]
 			if !ok {
-				return nil, nil, fmt.Errorf("task %s: input %s: task %s has no output artifact %s", path, name, b.TaskOutputArtifact.ProducerTask, b.TaskOutputArtifact.OutputArtifactKey)
+				return nil, fmt.Errorf("task %s: input %s: task %s has no output artifact %s", path, name, b.TaskOutputArtifact.ProducerTask, b.TaskOutputArtifact.OutputArtifactKey)
 			}
 			a = from
 		default:
-			return nil, nil, fmt.Errorf("task %s: input artifact %s has no value source the importer knows", path, name)
+			return nil, fmt.Errorf("task %s: input artifact %s has no value source the importer knows", path, name)
 		}
 		arts[name] = &artifact{typ: def.ArtifactType.SchemaTitle, refs: a.refs, list: a.list || def.IsArtifactList}
 	}
-	return params, arts, nil
+	return arts, nil
 }
 
 // coerceInput types a value known at import for an input: as task.Coerce, and
@@ -527,33 +537,9 @@ func selectField(path, name, sel string, p *param) (*param, error) {
 // parallelismLimit before it.
 func (c *converter) expandLoop(path string, t *TaskSpec, comp *ComponentSpec, sc *scope) (*outputs, error) {
 	it := t.ParameterIterator
-	var items []any
-	switch {
-	case it.Items.Raw != nil:
-		if err := json.Unmarshal([]byte(*it.Items.Raw), &items); err != nil {
-			return nil, fmt.Errorf("task %s: the loop's items %q are not a JSON list", path, *it.Items.Raw)
-		}
-	case it.Items.InputParameter != "":
-		p, ok := sc.params[it.Items.InputParameter]
-		if !ok {
-			return nil, fmt.Errorf("task %s: the loop's items come from input %s, which has no value", path, it.Items.InputParameter)
-		}
-		if !p.static {
-			return nil, fmt.Errorf("task %s: dsl.ParallelFor over the output of task %s is dynamic; sluice unrolls loops at import, so their items must be a list or a pipeline parameter", path, p.refs[0].step.path)
-		}
-		v := p.value
-		if s, isString := v.(string); isString {
-			if err := json.Unmarshal([]byte(s), &v); err != nil {
-				return nil, fmt.Errorf("task %s: the loop's items %s are not a JSON list", path, task.Describe(p.value))
-			}
-		}
-		list, ok := task.Plain(v).([]any)
-		if !ok {
-			return nil, fmt.Errorf("task %s: the loop's items %s are not a list", path, task.Describe(p.value))
-		}
-		items = list
-	default:
-		return nil, fmt.Errorf("task %s: the loop has no items", path)
+	items, err := loopItems(path, it, sc)
+	if err != nil {
+		return nil, err
 	}
 	limit := 0
 	if t.IteratorPolicy != nil {
@@ -587,8 +573,50 @@ func (c *converter) expandLoop(path string, t *TaskSpec, comp *ComponentSpec, sc
 		all.steps = append(all.steps, out.steps...)
 		all.sinks = append(all.sinks, out.sinks...)
 	}
-	// A loop's outputs are its iterations' outputs, collected: a list, or
-	// a list of lists when the iterations collected an inner loop's.
+	if err := collectLoop(path, comp, iters, all); err != nil {
+		return nil, err
+	}
+	return all, nil
+}
+
+// loopItems are a static loop's items: its raw list, or the list a
+// pipeline parameter (or constant) gives it.
+func loopItems(path string, it *ParameterIterator, sc *scope) ([]any, error) {
+	var items []any
+	switch {
+	case it.Items.Raw != nil:
+		if err := json.Unmarshal([]byte(*it.Items.Raw), &items); err != nil {
+			return nil, fmt.Errorf("task %s: the loop's items %q are not a JSON list", path, *it.Items.Raw)
+		}
+	case it.Items.InputParameter != "":
+		p, ok := sc.params[it.Items.InputParameter]
+		if !ok {
+			return nil, fmt.Errorf("task %s: the loop's items come from input %s, which has no value", path, it.Items.InputParameter)
+		}
+		if !p.static {
+			return nil, fmt.Errorf("task %s: dsl.ParallelFor over the output of task %s is dynamic; sluice unrolls loops at import, so their items must be a list or a pipeline parameter", path, p.refs[0].step.path)
+		}
+		v := p.value
+		if s, isString := v.(string); isString {
+			if err := json.Unmarshal([]byte(s), &v); err != nil {
+				return nil, fmt.Errorf("task %s: the loop's items %s are not a JSON list", path, task.Describe(p.value))
+			}
+		}
+		list, ok := task.Plain(v).([]any)
+		if !ok {
+			return nil, fmt.Errorf("task %s: the loop's items %s are not a list", path, task.Describe(p.value))
+		}
+		items = list
+	default:
+		return nil, fmt.Errorf("task %s: the loop has no items", path)
+	}
+	return items, nil
+}
+
+// collectLoop gives a loop its outputs: its iterations' outputs,
+// collected, a list, or a list of lists when the iterations collected an
+// inner loop's.
+func collectLoop(path string, comp *ComponentSpec, iters []*outputs, all *outputs) error {
 	if od := comp.OutputDefinitions; od != nil {
 		for _, key := range slices.Sorted(maps.Keys(od.Parameters)) {
 			p := &param{collect: true, typ: task.TypeList}
@@ -596,18 +624,18 @@ func (c *converter) expandLoop(path string, t *TaskSpec, comp *ComponentSpec, sc
 				ip := o.params[key]
 				switch {
 				case ip == nil || ip.static:
-					return nil, fmt.Errorf("task %s: output %s: dsl.Collected over a constant is not supported", path, key)
+					return fmt.Errorf("task %s: output %s: dsl.Collected over a constant is not supported", path, key)
 				case ip.collect && len(ip.groups) > 0:
-					return nil, fmt.Errorf("task %s: output %s: dsl.Collected over loops nested three deep is not supported", path, key)
+					return fmt.Errorf("task %s: output %s: dsl.Collected over loops nested three deep is not supported", path, key)
 				case ip.collect:
 					p.groups = append(p.groups, len(ip.refs))
 				case len(ip.refs) != 1:
-					return nil, fmt.Errorf("task %s: output %s: dsl.Collected over a dsl.OneOf is not supported", path, key)
+					return fmt.Errorf("task %s: output %s: dsl.Collected over a dsl.OneOf is not supported", path, key)
 				}
 				p.refs = append(p.refs, ip.refs...)
 			}
 			if len(p.groups) > 0 && len(p.groups) != len(iters) {
-				return nil, fmt.Errorf("task %s: output %s: its iterations collect differently", path, key)
+				return fmt.Errorf("task %s: output %s: its iterations collect differently", path, key)
 			}
 			all.params[key] = p
 		}
@@ -623,7 +651,7 @@ func (c *converter) expandLoop(path string, t *TaskSpec, comp *ComponentSpec, sc
 			all.arts[key] = a
 		}
 	}
-	return all, nil
+	return nil
 }
 
 func uniqueSteps(in []*step) []*step {

@@ -26,44 +26,64 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 	if k == nil {
 		return nil
 	}
-	pod := &job.Spec.Template.Spec
-	ctr := &pod.Containers[0]
-	// name gives a setting's object name; "" when it is read from an
-	// optional pipeline input left unset: KFP then leaves the setting out.
-	name := func(what, constant string, in *ParameterInput) (string, error) {
-		if in == nil || constant != "" && in.RuntimeValue != nil {
-			return constant, nil
+	pw := &podWriter{c: c, s: s, meta: &job.Spec.Template.ObjectMeta, pod: &job.Spec.Template.Spec}
+	pw.ctr = &pw.pod.Containers[0]
+	for _, apply := range []func(*KubernetesExecutor) error{pw.env, pw.volumes, pw.scheduling, pw.podSettings} {
+		if err := apply(k); err != nil {
+			return err
 		}
-		v, err := c.platformParam(s, what, in)
-		if err != nil || v == nil {
-			return "", err
-		}
-		str, ok := v.(string)
-		if !ok || str == "" {
-			return "", fmt.Errorf("%s: expected a name, got %s", what, task.Describe(v))
-		}
-		return str, nil
 	}
-	addVolume := func(v corev1.Volume, mountPath string, readOnly bool) error {
-		if !strings.HasPrefix(mountPath, "/") {
-			return fmt.Errorf("volume %s: mount path %q is not absolute", v.Name, mountPath)
-		}
-		if strings.HasPrefix(mountPath, "/sluice/") || mountPath == "/sluice" {
-			return fmt.Errorf("volume %s: mount path %s is sluice's own (run volume and launcher)", v.Name, mountPath)
-		}
-		for _, have := range pod.Volumes {
-			if have.Name == v.Name {
-				return fmt.Errorf("volume %s is mounted twice", v.Name)
-			}
-		}
-		pod.Volumes = append(pod.Volumes, v)
-		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: v.Name, MountPath: mountPath, ReadOnly: readOnly})
-		return nil
-	}
-	volName := func(kind, of string) string { return DNSName(kind + "-" + of) }
+	return nil
+}
 
+// podWriter writes one step's platform settings into its pod template.
+type podWriter struct {
+	c    *converter
+	s    *step
+	meta *metav1.ObjectMeta
+	pod  *corev1.PodSpec
+	ctr  *corev1.Container
+}
+
+// name gives a setting's object name; "" when it is read from an optional
+// pipeline input left unset: KFP then leaves the setting out.
+func (pw *podWriter) name(what, constant string, in *ParameterInput) (string, error) {
+	if in == nil || constant != "" && in.RuntimeValue != nil {
+		return constant, nil
+	}
+	v, err := pw.c.platformParam(pw.s, what, in)
+	if err != nil || v == nil {
+		return "", err
+	}
+	str, ok := v.(string)
+	if !ok || str == "" {
+		return "", fmt.Errorf("%s: expected a name, got %s", what, task.Describe(v))
+	}
+	return str, nil
+}
+
+// addVolume adds a volume and mounts it in the main container.
+func (pw *podWriter) addVolume(v corev1.Volume, mountPath string) error {
+	if !strings.HasPrefix(mountPath, "/") {
+		return fmt.Errorf("volume %s: mount path %q is not absolute", v.Name, mountPath)
+	}
+	if strings.HasPrefix(mountPath, "/sluice/") || mountPath == "/sluice" {
+		return fmt.Errorf("volume %s: mount path %s is sluice's own (run volume and launcher)", v.Name, mountPath)
+	}
+	for _, have := range pw.pod.Volumes {
+		if have.Name == v.Name {
+			return fmt.Errorf("volume %s is mounted twice", v.Name)
+		}
+	}
+	pw.pod.Volumes = append(pw.pod.Volumes, v)
+	pw.ctr.VolumeMounts = append(pw.ctr.VolumeMounts, corev1.VolumeMount{Name: v.Name, MountPath: mountPath})
+	return nil
+}
+
+// env: secrets, config maps and the pod's own fields as environment variables.
+func (pw *podWriter) env(k *KubernetesExecutor) error {
 	for _, se := range k.SecretAsEnv {
-		sn, err := name("secret name", se.SecretName, se.SecretNameParameter)
+		sn, err := pw.name("secret name", se.SecretName, se.SecretNameParameter)
 		if err != nil {
 			return err
 		}
@@ -71,12 +91,12 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 			continue
 		}
 		for _, kv := range se.KeyToEnv {
-			ctr.Env = append(ctr.Env, corev1.EnvVar{Name: kv.EnvVar, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			pw.ctr.Env = append(pw.ctr.Env, corev1.EnvVar{Name: kv.EnvVar, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: sn}, Key: kv.SecretKey, Optional: optional(se.Optional)}}})
 		}
 	}
 	for _, cm := range k.ConfigMapAsEnv {
-		n, err := name("config map name", cm.ConfigMapName, cm.ConfigMapNameParameter)
+		n, err := pw.name("config map name", cm.ConfigMapName, cm.ConfigMapNameParameter)
 		if err != nil {
 			return err
 		}
@@ -84,12 +104,21 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 			continue
 		}
 		for _, kv := range cm.KeyToEnv {
-			ctr.Env = append(ctr.Env, corev1.EnvVar{Name: kv.EnvVar, ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
+			pw.ctr.Env = append(pw.ctr.Env, corev1.EnvVar{Name: kv.EnvVar, ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: n}, Key: kv.ConfigMapKey, Optional: optional(cm.Optional)}}})
 		}
 	}
+	for _, f := range k.FieldPathAsEnv {
+		pw.ctr.Env = append(pw.ctr.Env, corev1.EnvVar{Name: f.Name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: f.FieldPath}}})
+	}
+	return nil
+}
+
+// volumes: secrets, config maps, claims, empty dirs and ephemeral volumes, mounted.
+func (pw *podWriter) volumes(k *KubernetesExecutor) error {
+	volName := func(kind, of string) string { return DNSName(kind + "-" + of) }
 	for _, sv := range k.SecretAsVolume {
-		sn, err := name("secret name", sv.SecretName, sv.SecretNameParameter)
+		sn, err := pw.name("secret name", sv.SecretName, sv.SecretNameParameter)
 		if err != nil {
 			return err
 		}
@@ -97,12 +126,12 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 			continue
 		}
 		v := corev1.Volume{Name: volName("secret", sn), VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: sn, Optional: optional(sv.Optional)}}}
-		if err := addVolume(v, sv.MountPath, false); err != nil {
+		if err := pw.addVolume(v, sv.MountPath); err != nil {
 			return err
 		}
 	}
 	for _, cv := range k.ConfigMapAsVolume {
-		n, err := name("config map name", cv.ConfigMapName, cv.ConfigMapNameParameter)
+		n, err := pw.name("config map name", cv.ConfigMapName, cv.ConfigMapNameParameter)
 		if err != nil {
 			return err
 		}
@@ -111,7 +140,7 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 		}
 		v := corev1.Volume{Name: volName("config-map", n), VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: n}, Optional: optional(cv.Optional)}}}
-		if err := addVolume(v, cv.MountPath, false); err != nil {
+		if err := pw.addVolume(v, cv.MountPath); err != nil {
 			return err
 		}
 	}
@@ -124,7 +153,7 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 		case m.ComponentInputParameter != "":
 			in = &ParameterInput{ComponentInputParameter: m.ComponentInputParameter}
 		}
-		claim, err := name("claim name", m.Constant, in)
+		claim, err := pw.name("claim name", m.Constant, in)
 		if err != nil {
 			return err
 		}
@@ -132,7 +161,7 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 			continue
 		}
 		v := corev1.Volume{Name: volName("pvc", claim), VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}}
-		if err := addVolume(v, m.MountPath, false); err != nil {
+		if err := pw.addVolume(v, m.MountPath); err != nil {
 			return err
 		}
 	}
@@ -145,7 +174,7 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 			}
 			src.SizeLimit = &q
 		}
-		if err := addVolume(corev1.Volume{Name: e.VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: src}}, e.MountPath, false); err != nil {
+		if err := pw.addVolume(corev1.Volume{Name: e.VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: src}}, e.MountPath); err != nil {
 			return err
 		}
 	}
@@ -154,113 +183,128 @@ func (c *converter) platform(s *step, job *batchv1.Job) error {
 		if err != nil {
 			return err
 		}
-		if err := addVolume(v, mountPath, false); err != nil {
+		if err := pw.addVolume(v, mountPath); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// scheduling: node selector, tolerations and node affinity.
+func (pw *podWriter) scheduling(k *KubernetesExecutor) error {
 	if ns := k.NodeSelector; ns != nil {
 		labels := ns.Labels
 		if ns.NodeSelectorJSON != nil {
-			v, err := c.platformParam(s, "node selector", ns.NodeSelectorJSON)
+			v, err := pw.c.platformParam(pw.s, "node selector", ns.NodeSelectorJSON)
 			if err != nil {
 				return err
 			}
-			if v == nil {
-				labels = nil
-			}
-			if err := remarshal(v, &labels); err != nil {
-				return fmt.Errorf("node selector: expected an object of label values: %w", err)
+			labels = nil
+			if v != nil {
+				if err := remarshal(v, &labels); err != nil {
+					return fmt.Errorf("node selector: expected an object of label values: %w", err)
+				}
 			}
 		}
-		for key, val := range labels {
-			if pod.NodeSelector == nil {
-				pod.NodeSelector = map[string]string{}
+		for _, key := range slices.Sorted(maps.Keys(labels)) {
+			if pw.pod.NodeSelector == nil {
+				pw.pod.NodeSelector = map[string]string{}
 			}
-			pod.NodeSelector[key] = val
+			pw.pod.NodeSelector[key] = labels[key]
 		}
 	}
 	for _, t := range k.Tolerations {
-		if t.TolerationJSON != nil {
-			v, err := c.platformParam(s, "toleration", t.TolerationJSON)
-			if err != nil {
-				return err
-			}
-			if v == nil {
-				continue
-			}
-			var tol corev1.Toleration
-			if err := remarshal(v, &tol); err != nil {
-				return fmt.Errorf("toleration: %w", err)
-			}
-			pod.Tolerations = append(pod.Tolerations, tol)
-			continue
+		tol, ok, err := pw.toleration(t)
+		if err != nil {
+			return err
 		}
-		tol := corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value, Effect: corev1.TaintEffect(t.Effect)}
-		if t.TolerationSeconds != nil {
-			n, err := strconv.ParseInt(task.Format(t.TolerationSeconds), 10, 64)
-			if err != nil {
-				return fmt.Errorf("toleration %s: tolerationSeconds %s is not a whole number", t.Key, task.Format(t.TolerationSeconds))
-			}
-			tol.TolerationSeconds = &n
+		if ok {
+			pw.pod.Tolerations = append(pw.pod.Tolerations, tol)
 		}
-		pod.Tolerations = append(pod.Tolerations, tol)
 	}
 	for _, na := range k.NodeAffinity {
-		if err := c.nodeAffinity(s, pod, na); err != nil {
+		if err := pw.c.nodeAffinity(pw.s, pw.pod, na); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// toleration reads one toleration; not ok when it comes from an optional
+// pipeline input left unset.
+func (pw *podWriter) toleration(t Toleration) (corev1.Toleration, bool, error) {
+	if t.TolerationJSON != nil {
+		v, err := pw.c.platformParam(pw.s, "toleration", t.TolerationJSON)
+		if err != nil || v == nil {
+			return corev1.Toleration{}, false, err
+		}
+		var tol corev1.Toleration
+		if err := remarshal(v, &tol); err != nil {
+			return corev1.Toleration{}, false, fmt.Errorf("toleration: %w", err)
+		}
+		return tol, true, nil
+	}
+	tol := corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value, Effect: corev1.TaintEffect(t.Effect)}
+	if t.TolerationSeconds != nil {
+		n, err := strconv.ParseInt(task.Format(t.TolerationSeconds), 10, 64)
+		if err != nil {
+			return corev1.Toleration{}, false, fmt.Errorf("toleration %s: tolerationSeconds %s is not a whole number", t.Key, task.Format(t.TolerationSeconds))
+		}
+		tol.TolerationSeconds = &n
+	}
+	return tol, true, nil
+}
+
+// podSettings: image pulls, pod metadata, the deadline, the security context and
+// init containers.
+func (pw *podWriter) podSettings(k *KubernetesExecutor) error {
 	for _, ips := range k.ImagePullSecret {
-		n, err := name("image pull secret", ips.SecretName, ips.SecretNameParameter)
+		n, err := pw.name("image pull secret", ips.SecretName, ips.SecretNameParameter)
 		if err != nil {
 			return err
 		}
 		if n == "" {
 			continue
 		}
-		pod.ImagePullSecrets = append(pod.ImagePullSecrets, corev1.LocalObjectReference{Name: n})
+		pw.pod.ImagePullSecrets = append(pw.pod.ImagePullSecrets, corev1.LocalObjectReference{Name: n})
 	}
 	if k.ImagePullPolicy != "" {
-		ctr.ImagePullPolicy = corev1.PullPolicy(k.ImagePullPolicy)
+		pw.ctr.ImagePullPolicy = corev1.PullPolicy(k.ImagePullPolicy)
 	}
 	if pm := k.PodMetadata; pm != nil {
-		tm := &job.Spec.Template.ObjectMeta
 		for key, v := range pm.Labels {
-			if tm.Labels == nil {
-				tm.Labels = map[string]string{}
+			if pw.meta.Labels == nil {
+				pw.meta.Labels = map[string]string{}
 			}
-			tm.Labels[key] = v
+			pw.meta.Labels[key] = v
 		}
 		for key, v := range pm.Annotations {
-			if tm.Annotations == nil {
-				tm.Annotations = map[string]string{}
+			if pw.meta.Annotations == nil {
+				pw.meta.Annotations = map[string]string{}
 			}
-			tm.Annotations[key] = v
+			pw.meta.Annotations[key] = v
 		}
-	}
-	for _, f := range k.FieldPathAsEnv {
-		ctr.Env = append(ctr.Env, corev1.EnvVar{Name: f.Name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: f.FieldPath}}})
 	}
 	if k.ActiveDeadlineSeconds != nil {
 		n, err := strconv.ParseInt(task.Format(k.ActiveDeadlineSeconds), 10, 64)
 		if err != nil || n <= 0 {
 			return fmt.Errorf("activeDeadlineSeconds %s is not a positive whole number", task.Format(k.ActiveDeadlineSeconds))
 		}
-		pod.ActiveDeadlineSeconds = &n
+		pw.pod.ActiveDeadlineSeconds = &n
 	}
 	if len(k.SecurityContext) > 0 {
 		sc, err := securityContext(k.SecurityContext)
 		if err != nil {
 			return err
 		}
-		ctr.SecurityContext = sc
+		pw.ctr.SecurityContext = sc
 	}
 	for _, raw := range k.InitContainers {
 		ic, err := initContainer(raw)
 		if err != nil {
 			return err
 		}
-		pod.InitContainers = append(pod.InitContainers, ic)
+		pw.pod.InitContainers = append(pw.pod.InitContainers, ic)
 	}
 	return nil
 }

@@ -100,49 +100,10 @@ func (c *converter) job(s *step) (*batchv1.Job, Explained, error) {
 	if err != nil {
 		return nil, Explained{}, err
 	}
-	launcher := needsLauncher(s, exe)
-	ctr := corev1.Container{
-		Name:  mainContainer,
-		Image: s.exec.Image,
-	}
-	if to, ok := c.opts.ImageMap[ctr.Image]; ok {
-		ctr.Image = to
-	}
-	for _, e := range s.exec.Env {
-		ctr.Env = append(ctr.Env, corev1.EnvVar{Name: e.Name, Value: e.Value})
-	}
-	if launcher {
-		spec, err := json.Marshal(exe)
-		if err != nil {
-			return nil, Explained{}, err
-		}
-		ctr.Command = []string{task.LauncherPath}
-		ctr.Env = append(ctr.Env, corev1.EnvVar{Name: task.ExecutorEnv, Value: string(spec)})
-		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: task.LauncherVolume, MountPath: task.LauncherDir})
-	} else {
-		res, err := task.NewResolver(exe, nil)
-		if err != nil {
-			return nil, Explained{}, err
-		}
-		ctr.Command, err = task.ExpandAll(exe.Command, res)
-		if err != nil {
-			return nil, Explained{}, err
-		}
-	}
-	pod := corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{ctr}}
-	if launcher {
-		pod.InitContainers = []corev1.Container{{
-			Name:         "kfp-launcher",
-			Image:        c.opts.LauncherImage,
-			Command:      []string{"/usr/local/bin/kfp-launcher", "install", task.LauncherPath},
-			VolumeMounts: []corev1.VolumeMount{{Name: task.LauncherVolume, MountPath: task.LauncherDir}},
-		}}
-		pod.Volumes = []corev1.Volume{{Name: task.LauncherVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
-	}
-	annots := map[string]string{
-		TaskAnnotation:      s.path,
-		ComponentAnnotation: s.component,
-		PipelineAnnotation:  c.p.Spec.PipelineInfo.Name,
+	launcher := needsLauncher(exe)
+	pod, err := c.podSpec(s, exe, launcher)
+	if err != nil {
+		return nil, Explained{}, err
 	}
 	var backoff int32
 	if rp := s.task.RetryPolicy; rp != nil && rp.MaxRetryCount > 0 {
@@ -161,7 +122,11 @@ func (c *converter) job(s *step) (*batchv1.Job, Explained, error) {
 				annotations.RunLabel:      c.opts.Run,
 				annotations.TaskLabel:     s.name,
 			},
-			Annotations: annots,
+			Annotations: map[string]string{
+				TaskAnnotation:      s.path,
+				ComponentAnnotation: s.component,
+				PipelineAnnotation:  c.p.Spec.PipelineInfo.Name,
+			},
 		},
 		Spec: batchv1.JobSpec{
 			BackoffLimit: &backoff,
@@ -174,8 +139,56 @@ func (c *converter) job(s *step) (*batchv1.Job, Explained, error) {
 	if err := c.platform(s, job); err != nil {
 		return nil, Explained{}, err
 	}
+	ex := graphKeys(s, inputs, job.Annotations)
+	ex.Launcher = launcher
+	return job, ex, nil
+}
 
-	ex := Explained{KFPTask: s.path, Task: s.name, Launcher: launcher}
+// podSpec is the step's pod: its container, with the command written out
+// or run by the launcher, which an init container delivers.
+func (c *converter) podSpec(s *step, exe *task.Executor, launcher bool) (corev1.PodSpec, error) {
+	ctr := corev1.Container{Name: mainContainer, Image: s.exec.Image}
+	if to, ok := c.opts.ImageMap[ctr.Image]; ok {
+		ctr.Image = to
+	}
+	for _, e := range s.exec.Env {
+		ctr.Env = append(ctr.Env, corev1.EnvVar{Name: e.Name, Value: e.Value})
+	}
+	if !launcher {
+		res, err := task.NewResolver(exe, nil)
+		if err != nil {
+			return corev1.PodSpec{}, err
+		}
+		if ctr.Command, err = task.ExpandAll(exe.Command, res); err != nil {
+			return corev1.PodSpec{}, err
+		}
+		return corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{ctr}}, nil
+	}
+	spec, err := json.Marshal(exe)
+	if err != nil {
+		return corev1.PodSpec{}, err
+	}
+	mount := corev1.VolumeMount{Name: task.LauncherVolume, MountPath: task.LauncherDir}
+	ctr.Command = []string{task.LauncherPath}
+	ctr.Env = append(ctr.Env, corev1.EnvVar{Name: task.ExecutorEnv, Value: string(spec)})
+	ctr.VolumeMounts = append(ctr.VolumeMounts, mount)
+	return corev1.PodSpec{
+		RestartPolicy: corev1.RestartPolicyNever,
+		InitContainers: []corev1.Container{{
+			Name:         "kfp-launcher",
+			Image:        c.opts.LauncherImage,
+			Command:      []string{"/usr/local/bin/kfp-launcher", "install", task.LauncherPath},
+			VolumeMounts: []corev1.VolumeMount{mount},
+		}},
+		Containers: []corev1.Container{ctr},
+		Volumes:    []corev1.Volume{{Name: task.LauncherVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+	}, nil
+}
+
+// graphKeys writes the step's sluice keys of the run's graph (after,
+// inputs, outputs, trigger, when) into annots, and says what they are.
+func graphKeys(s *step, inputs []sluiceInput, annots map[string]string) Explained {
+	ex := Explained{KFPTask: s.path, Task: s.name}
 	var after []string
 	producers := map[string]bool{}
 	for _, in := range inputs {
@@ -215,7 +228,7 @@ func (c *converter) job(s *step) (*batchv1.Job, Explained, error) {
 		ex.When = w
 		annots[annotations.WhenAnnotation] = w
 	}
-	return job, ex, nil
+	return ex
 }
 
 // sluiceInput is one sluice input of a step: an upstream's output mounted
@@ -313,7 +326,7 @@ func artifactTypeName(title string) string {
 
 // needsLauncher reports whether the step's command needs values only known
 // at run time, or has output parameters to collect.
-func needsLauncher(s *step, exe *task.Executor) bool {
+func needsLauncher(exe *task.Executor) bool {
 	if len(exe.Outputs.Parameters) > 0 {
 		return true
 	}
