@@ -24,8 +24,8 @@ all: build
 tools: host-packages
 	@bash hack/tools.sh
 
-## host-packages: Debian's runc (the real node's runtime), mmdebstrap and busybox-static (its images), when missing
-HOST_PACKAGES := runc mmdebstrap busybox-static
+## host-packages: Debian's runc (the real node's runtime), iptables (its route to the API server), mmdebstrap and busybox-static (its images), when missing
+HOST_PACKAGES := runc iptables mmdebstrap busybox-static
 .PHONY: host-packages
 host-packages:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f '$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \

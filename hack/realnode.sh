@@ -92,8 +92,8 @@ realnode_check() {
 		[[ -x $BIN/$t ]] || missing+=("$t")
 	done
 	((${#missing[@]} == 0)) || die "missing in bin/ for the real node: ${missing[*]}; run make tools build"
-	for t in runc nsenter unshare ip; do
-		command -v "$t" >/dev/null || die "$t is not installed (make host-packages installs runc)"
+	for t in runc nsenter unshare ip iptables; do
+		command -v "$t" >/dev/null || die "$t is not installed (make host-packages installs runc and iptables)"
 	done
 	for t in "${NODE_IMAGES[@]}"; do
 		[[ -s $BIN/images/$t.tar ]] || die "bin/images/$t.tar is missing: run bash hack/images.sh"
@@ -133,6 +133,43 @@ realnode_up() {
 	start_kubelet
 	start_gpu_plugin
 	wait_node_ready
+	realnode_api_route
+}
+
+# realnode_api_route: pods reach the API server at the address and port the
+# kubernetes Service's endpoints give (the machine's own address, which its
+# serving certificate names), though it listens on 127.0.0.1 only: one NAT
+# rule for connections from this node's bridge to exactly that address and
+# port, and route_localnet on the bridge so that the kernel delivers them to
+# loopback. Pods use it with KUBERNETES_SERVICE_HOST and _PORT set to that
+# endpoint (there is no kube-proxy for the Service's own address, which the
+# certificate does not name).
+realnode_api_route() {
+	local bridge endpoint addr port
+	bridge=$(node_bridge)
+	endpoint=$(k get endpointslice -n default -l kubernetes.io/service-name=kubernetes \
+		-o jsonpath='{.items[0].endpoints[0].addresses[0]} {.items[0].ports[0].port}')
+	read -r addr port <<<"$endpoint"
+	[[ -n $addr && -n $port ]] || die "the kubernetes Service has no endpoint to route the real node's pods to"
+	realnode_api_route_down
+	sysctl -qw "net.ipv4.conf.$bridge.route_localnet=1"
+	iptables -w -t nat -A PREROUTING -i "$bridge" -d "$addr" -p tcp --dport "$port" \
+		-m comment --comment "sluice real node $bridge" -j DNAT --to-destination "127.0.0.1:$port"
+	iptables -w -I FORWARD -i "$bridge" -m comment --comment "sluice real node $bridge" -j DROP
+	echo "$addr $port" >"$NODE_DIR/api-endpoint"
+}
+
+# realnode_api_route_down removes this node's rules.
+realnode_api_route_down() {
+	local table chain rule
+	command -v iptables >/dev/null || return 0
+	for table in nat:PREROUTING filter:FORWARD; do
+		chain=${table#*:}
+		table=${table%%:*}
+		while read -r rule; do
+			eval "iptables -w -t $table ${rule/-A /-D }"
+		done < <(iptables -w -t "$table" -S "$chain" 2>/dev/null | grep -F -- "sluice real node $(node_bridge)")
+	done
 }
 
 record_sysctls() {
@@ -164,22 +201,47 @@ start_holder() {
 	node_wait holder 5 test -e "$NODE_RUN/holder.ready"
 }
 
+# node_subnet: the pods' /16 of this node, in 100.64.0.0/10, chosen once
+# (kept in the node's directory) among those no other interface of this
+# machine routes, so that the dev and the e2e clusters' nodes never share one.
+node_subnet() {
+	local f=$NODE_DIR/subnet i octet
+	if [[ -s $f ]]; then
+		cat "$f"
+		return
+	fi
+	for i in $(seq 0 63); do
+		octet=$((64 + (0x$(printf '%s' "$NODE_DIR" | cksum | cut -c1-4) + i) % 64))
+		if [[ -z $(ip -4 route show "100.$octet.0.0/16" 2>/dev/null) ]]; then
+			echo "100.$octet.0.0/16" | tee "$f"
+			return
+		fi
+	done
+	die "no free /16 for the real node's pods in 100.64.0.0/10"
+}
+
 write_network() {
-	local bridge
+	local bridge subnet
 	bridge=$(node_bridge)
+	subnet=$(node_subnet)
+	# The bridge is the pods' gateway (its first address), so that they
+	# reach the API server (the NAT rule of realnode_api_route) and the host
+	# reaches them (a Service's endpoints). Nothing goes further: no
+	# masquerade, and realnode_api_route drops whatever the host would
+	# forward from the bridge, whatever net.ipv4.ip_forward says.
 	cat >"$NODE_DIR/cni/conf/10-sluice.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "sluice-real-node",
   "plugins": [{
     "type": "bridge", "bridge": "$bridge",
-    "isGateway": false, "isDefaultGateway": false, "ipMasq": false, "hairpinMode": false,
-    "ipam": {"type": "host-local", "ranges": [[{"subnet": "100.64.0.0/16"}]], "dataDir": "$NODE_DIR/cni/ipam"}
+    "isGateway": true, "isDefaultGateway": true, "ipMasq": false, "hairpinMode": false,
+    "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet"}]], "dataDir": "$NODE_DIR/cni/ipam"}
   }]
 }
 JSON
 	# Made before the plugin does, with IPv6 off: the host side gets no
-	# address at all, not even a link-local one.
+	# IPv6 address, not even a link-local one.
 	if ! ip link show "$bridge" >/dev/null 2>&1; then
 		ip link add "$bridge" type bridge
 		sysctl -qw "net.ipv6.conf.$bridge.disable_ipv6=1"
@@ -373,6 +435,7 @@ realnode_down() {
 	# The last process of the mount namespace: every mount of the node goes
 	# with it.
 	stop_pidfile "$HOLDER_PID" "$NODE_MATCH"
+	realnode_api_route_down
 	local bridge
 	bridge=$(node_bridge)
 	if ip link show "$bridge" >/dev/null 2>&1; then ip link del "$bridge"; fi
