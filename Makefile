@@ -42,7 +42,6 @@ build:
 	$(GOBUILD) -ldflags "-s -w" -o $(BIN)/kfp-launcher ./cmd/kfp-launcher
 	install -m 0755 hack/krew/kubectl_complete-sluice $(BIN)/kubectl_complete-sluice
 	$(GOBUILD) -o $(BIN)/sluice-provisioner ./hack/provisioner
-	$(GOBUILD) -o $(BIN)/sluice-certgen ./hack/certgen
 	$(GOBUILD) -o $(BIN)/sluice-gpu-plugin ./hack/gpu-plugin
 	$(GOBUILD) -o $(BIN)/mkimage ./hack/mkimage
 	@bash hack/build-scheduler.sh

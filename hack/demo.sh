@@ -55,7 +55,9 @@ Look around:
   bin/kubectl-sluice graph $RUN -o svg > $RUN.svg
   bin/kubectl-sluice dashboard       # the runs and their graphs, live, in your browser
   bin/kubectl-sluice retry $RUN --dry-run
-  curl -s http://127.0.0.1:18080/metrics | grep ^sluice_
+  $KUBECTL -n sluice-system get pods -o wide      # sluice itself, installed from its Helm chart
+  leader=\$($KUBECTL -n sluice-system get lease sluice-controller.sluice.dev -o jsonpath='{.spec.holderIdentity}')
+  $KUBECTL get --raw "/api/v1/namespaces/sluice-system/pods/\${leader%%_*}:8080/proxy/metrics" | grep ^sluice_
 Tear down:
   make dev-down
 MSG

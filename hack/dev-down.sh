@@ -35,8 +35,8 @@ source "$(dirname "$0")/pidfile.sh"
 # shellcheck source=hack/realnode.sh
 source "$(dirname "$0")/realnode.sh"
 
-# The manager's binary may have been overridden (SLUICE_WEBHOOK_BIN): know it
-# by the --cert-dir dev-up gave it.
+# A manager process of an earlier dev-up (sluice now runs as pods, which go
+# with the node), known by the --cert-dir that dev-up gave it.
 stop_pidfile "$KWOK_WORKDIR/sluice-webhook.pid" "--cert-dir $KWOK_WORKDIR/certs"
 stop_pidfile "$KWOK_WORKDIR/sluice-provisioner.pid" sluice-provisioner
 stop_pidfile "$KWOK_WORKDIR/local-path-provisioner.pid" "--kubeconfig $KUBECONFIG_FILE"

@@ -2,12 +2,13 @@
 # Brings up the sluice development cluster on this machine, without Docker:
 #
 #   - a kwokctl cluster "sluice" (runtime binary): the real etcd,
-#     kube-apiserver and kube-controller-manager from bin/, and as its
-#     kube-scheduler bin/sluice-scheduler (./cmd/scheduler, built by
+#     kube-apiserver (routing to Services' endpoints itself:
+#     --enable-aggregator-routing, which admission webhooks' Services use
+#     too) and kube-controller-manager from bin/, and as its kube-scheduler
+#     bin/sluice-scheduler (./cmd/scheduler, built by
 #     hack/build-scheduler.sh when missing or stale) with
-#     manifests/scheduler-config.yaml: profiles default-scheduler and
-#     sluice-scheduler (the SluiceGPU plugin); kwok simulates nodes and pods
-#     (hack/kwok/stages.yaml);
+#     hack/kwok/scheduler-config.yaml: the profile default-scheduler only;
+#     kwok simulates nodes and pods (hack/kwok/stages.yaml);
 #   - one real node, sluice-real-1 (hack/realnode.sh): containerd, runc and
 #     a kubelet on this machine running steps in real containers, from the
 #     images hack/images.sh built, with 2 simulated GPUs (hack/gpu-plugin);
@@ -22,18 +23,22 @@
 #   - the StorageClass sluice-local and its provisioner (bin/sluice-provisioner,
 #     built from hack/provisioner) as a process: directories of this machine,
 #     shared by every node (ReadWriteMany, like a shared file system);
-#   - the sluice manager (bin/sluice-webhook: admission webhooks and the
-#     dependency controller, run with --scheduler-name sluice-scheduler so
-#     sluice steps use the GPU-aware profile) as a process, and its webhook registration
-#     (hack/webhook-config.yaml.tmpl) with a CA from hack/certgen.
+#   - sluice itself, from its Helm chart (manifests/charts/sluice, release
+#     sluice in namespace sluice-system, which enforces the restricted Pod
+#     Security Standard): the manager (2 replicas) and the sluice-scheduler
+#     as pods on the real node, from the images of bin/images/ (tagged
+#     dev-<hash of their inputs> in the node's containerd, so a rebuilt
+#     image rolls them), reaching the API server at the kubernetes
+#     Service's endpoint (apiServer.host/.port; see realnode_api_route).
 #
 # State lives in .kwok/ (KWOK_WORKDIR): kubeconfig, certs/, volumes/, the
 # pidfiles and logs of the processes (*.pid, *.log), and kwokctl's own
 # clusters/sluice/ (component logs under clusters/sluice/logs/).
 #
 # Running it again is harmless and repairs what is not running: a stopped
-# cluster or component is started again, a dead (or rebuilt) provisioner or
-# manager restarted, nodes and registrations re-applied.
+# cluster or component is started again, a dead (or rebuilt) provisioner
+# restarted, nodes re-applied, the chart upgraded (rolling the pods when
+# an image was rebuilt).
 #
 # Progress goes to stderr; the last line, on stdout, is
 #   export KUBECONFIG=/abs/path/.kwok/kubeconfig
@@ -46,23 +51,14 @@
 # when the cluster is created: after changing it, run dev-down and dev-up.
 #
 # Environment:
-#   SLUICE_WEBHOOK_BIN  manager binary (default bin/sluice-webhook; built from
-#                       ./cmd/webhook when that default is missing)
-#   SKIP_MANAGER=1      start no manager and register no webhooks (e2e tests
-#                       run their own); a manager and a registration left by
-#                       an earlier dev-up are stopped and removed
-#   SLUICE_SCHEDULER_NAME  schedulerName the manager gives sluice steps
-#                       (default sluice-scheduler; empty: leave pods alone)
+#   SKIP_MANAGER=1      do not install sluice (the e2e tests install the
+#                       chart themselves)
+#   SLUICE_HELM_ARGS    more arguments for helm upgrade --install, e.g.
+#                       "--set webhook.logLevel=2"
 #   SLUICE_SCHEDULER_CONFIG  KubeSchedulerConfiguration of the cluster's
-#                       scheduler (default manifests/scheduler-config.yaml;
-#                       the e2e tests pass one without the sluice profile and
-#                       run the chart's scheduler themselves)
+#                       scheduler (default hack/kwok/scheduler-config.yaml)
 #   SLUICE_CLUSTER      kwokctl cluster name (default sluice; the e2e tests use sluice-e2e)
 #   SLUICE_STATE_DIR    state directory (default .kwok; the e2e tests use .kwok-e2e)
-#   SLUICE_WEBHOOK_PORT (19443), SLUICE_METRICS_ADDR (127.0.0.1:18080),
-#   SLUICE_HEALTH_ADDR (127.0.0.1:18081)
-#   SLUICE_PPROF_ADDR   the manager's /debug/pprof address, for profiling
-#                       (default 0: off; e.g. 127.0.0.1:18082)
 #   SLUICE_KCM_QPS      kube-controller-manager's --kube-api-qps when the
 #                       cluster is created (default 500; burst twice that)
 #
@@ -79,30 +75,18 @@ export KWOK_KUBECTL_BINARY=$BIN/kubectl
 
 CLUSTER=${SLUICE_CLUSTER:-sluice}
 KUBECONFIG_FILE=$KWOK_WORKDIR/kubeconfig
-CERT_DIR=$KWOK_WORKDIR/certs
 VOLUME_ROOT=$KWOK_WORKDIR/volumes
 
 SKIP_MANAGER=${SKIP_MANAGER:-0}
-SLUICE_WEBHOOK_BIN=${SLUICE_WEBHOOK_BIN:-}
-SCHEDULER_NAME=${SLUICE_SCHEDULER_NAME-sluice-scheduler}
-SCHEDULER_CONFIG=${SLUICE_SCHEDULER_CONFIG:-$ROOT/manifests/scheduler-config.yaml}
-WEBHOOK_HOST=127.0.0.1
-WEBHOOK_PORT=${SLUICE_WEBHOOK_PORT:-19443}
-METRICS_ADDR=${SLUICE_METRICS_ADDR:-127.0.0.1:18080}
-HEALTH_ADDR=${SLUICE_HEALTH_ADDR:-127.0.0.1:18081}
-PPROF_ADDR=${SLUICE_PPROF_ADDR:-0}
+SCHEDULER_CONFIG=${SLUICE_SCHEDULER_CONFIG:-$HACK/kwok/scheduler-config.yaml}
+RELEASE=sluice
+RELEASE_NS=sluice-system
 KCM_QPS=${SLUICE_KCM_QPS:-500}
 
 LOCAL_PATH_PID=$KWOK_WORKDIR/local-path-provisioner.pid
 LOCAL_PATH_LOG=$KWOK_WORKDIR/local-path-provisioner.log
 PROVISIONER_PID=$KWOK_WORKDIR/sluice-provisioner.pid
 PROVISIONER_LOG=$KWOK_WORKDIR/sluice-provisioner.log
-MANAGER_PID=$KWOK_WORKDIR/sluice-webhook.pid
-MANAGER_LOG=$KWOK_WORKDIR/sluice-webhook.log
-WEBHOOK_CONFIG=$KWOK_WORKDIR/webhook-config.yaml
-# What the command line of the manager started here always contains, whatever
-# SLUICE_WEBHOOK_BIN is: a pid recycled by another process never matches.
-MANAGER_MATCH="--cert-dir $CERT_DIR"
 
 START=$SECONDS
 log() { printf 'dev-up: %s\n' "$*" >&2; }
@@ -189,6 +173,74 @@ components_up() {
 	done
 }
 
+# image_tag NAME: the tag of the node's build of bin/images/NAME.tar,
+# dev-<hash of its inputs>: a rebuilt image gets a new tag, and the helm
+# upgrade below rolls the pods onto it, as a new release would.
+image_tag() { echo "dev-$(sha256sum <"$BIN/images/.$1.inputs" | cut -c1-12)"; }
+
+# sluice_admits: the API server sends a sluice Job through the webhooks (a
+# server-side dry run: nothing is created) and gets it back mutated.
+sluice_admits() {
+	k -n default create --dry-run=server -o jsonpath='{.spec.suspend}' -f - <<'JSON' | grep -qx true
+{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"dev-up-probe","labels":{"sluice.dev/pipeline":"dev-up-probe","sluice.dev/run":"dev-up-probe","sluice.dev/task":"probe"},"annotations":{"sluice.dev/after":"first"}},
+ "spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"main","image":"localhost/sluice/busybox:dev"}]}}}}
+JSON
+}
+
+# sluice_pods_waiting: what keeps the release's pods from running, one line
+# per container that waits (pod, reason, message).
+sluice_pods_waiting() {
+	k -n "$RELEASE_NS" get pods -l app.kubernetes.io/instance="$RELEASE" -o jsonpath='{range .items[*]}{range .status.containerStatuses[?(@.state.waiting)]}{"pod "}{..name}{": "}{.state.waiting.reason}{" "}{.state.waiting.message}{"\n"}{end}{end}' 2>/dev/null
+}
+
+# install_sluice: helm upgrade --install of manifests/charts/sluice in
+# $RELEASE_NS, from the images on the real node, then wait until the API
+# server admits a sluice Job through the chart's Service.
+install_sluice() {
+	local name tag addr port start=$SECONDS waiting
+	local -a set=()
+	for name in webhook scheduler; do
+		[[ -s $BIN/images/.$name.inputs ]] || die "bin/images/$name.tar is missing: run make images"
+		tag=$(image_tag "$name")
+		ctr_ images tag --force "localhost/sluice/$name:dev" "localhost/sluice/$name:$tag" >/dev/null ||
+			die "the real node has no image localhost/sluice/$name:dev: run make images, then make dev-up"
+		set+=(--set-string "image.$name.repository=localhost/sluice/$name" --set-string "image.$name.tag=$tag"
+			--set-string "image.$name.pullPolicy=Never")
+	done
+	# The pods reach the API server at the kubernetes Service's endpoint
+	# (realnode_api_route), the cluster address having no kube-proxy.
+	read -r addr port <"$NODE_DIR/api-endpoint"
+	set+=(--set-string "apiServer.host=$addr" --set-string "apiServer.port=$port")
+	# The release namespace enforces the restricted Pod Security Standard.
+	k create namespace "$RELEASE_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+	k label --overwrite namespace "$RELEASE_NS" pod-security.kubernetes.io/enforce=restricted \
+		pod-security.kubernetes.io/enforce-version=latest >/dev/null
+	log "helm upgrade --install $RELEASE manifests/charts/sluice -n $RELEASE_NS"
+	# shellcheck disable=SC2086 # SLUICE_HELM_ARGS: words, as on a command line
+	"$BIN/helm" upgrade --install "$RELEASE" "$ROOT/manifests/charts/sluice" --kubeconfig "$KUBECONFIG_FILE" \
+		--namespace "$RELEASE_NS" "${set[@]}" ${SLUICE_HELM_ARGS:-} >&2 9>&- ||
+		die "helm upgrade --install failed (the chart refused a value, or the cluster an object: see above)"
+	log "waiting for the webhook to admit a sluice Job (through Service $RELEASE-webhook)"
+	local deadline=$((SECONDS + 180))
+	until sluice_admits >/dev/null 2>&1; do
+		waiting=$(sluice_pods_waiting)
+		if grep -q ErrImageNeverPull <<<"$waiting"; then
+			die "an image is not on the real node: $(grep -m1 ErrImageNeverPull <<<"$waiting"); run make images, then make dev-up"
+		fi
+		if ((SECONDS >= deadline)); then
+			k -n "$RELEASE_NS" get pods -o wide >&2 || true
+			[[ -z $waiting ]] || printf '%s\n' "$waiting" >&2
+			die "sluice admitted no Job 180s after helm install; see kubectl -n $RELEASE_NS describe pods and logs"
+		fi
+		sleep 0.5
+	done
+	log "sluice admits Jobs $((SECONDS - start))s after helm upgrade --install"
+	for name in webhook scheduler; do
+		k -n "$RELEASE_NS" rollout status deployment "$RELEASE-$name" --timeout=120s >&2 ||
+			die "Deployment $RELEASE-$name did not finish rolling out; see kubectl -n $RELEASE_NS get pods"
+	done
+}
+
 # ---------------------------------------------------------------- checks
 missing=()
 for tool in etcd kube-apiserver kube-controller-manager kwok kwokctl kubectl local-path-provisioner; do
@@ -203,29 +255,24 @@ exec 9>"$KWOK_WORKDIR/.dev-up.lock"
 flock -w 180 9 || die "another dev-up is running (lock $KWOK_WORKDIR/.dev-up.lock)"
 
 build_go sluice-provisioner hack/provisioner
-build_go sluice-certgen hack/certgen
 build_go sluice-gpu-plugin hack/gpu-plugin
-bash "$HACK/images.sh" 9>&-
-realnode_check
 # Version-stamped like the control plane; skipped when up to date.
 bash "$HACK/build-scheduler.sh" 9>&-
-if [[ $SKIP_MANAGER != 1 ]]; then
-	if [[ -z $SLUICE_WEBHOOK_BIN ]]; then
-		SLUICE_WEBHOOK_BIN=$BIN/sluice-webhook
-		if [[ ! -x $SLUICE_WEBHOOK_BIN ]]; then
-			ls "$ROOT"/cmd/webhook/*.go >/dev/null 2>&1 ||
-				die "bin/sluice-webhook is missing and ./cmd/webhook has no source yet; run with SKIP_MANAGER=1"
-			build_go sluice-webhook cmd/webhook
-		fi
-	fi
-	[[ -x $SLUICE_WEBHOOK_BIN ]] || die "manager binary $SLUICE_WEBHOOK_BIN not found (or run with SKIP_MANAGER=1)"
+if [[ $SKIP_MANAGER == 1 ]]; then
+	bash "$HACK/images.sh" 9>&-
+else
+	[[ -x $BIN/sluice-webhook ]] || die "bin/sluice-webhook is missing: run make build (make dev-up does)"
+	bash "$HACK/images.sh" pause busybox python webhook scheduler 9>&-
 fi
+realnode_check
 
 # --------------------------------------------------------------- cluster
 fresh_cluster=0
 kwok_restarted=0
 KWOK_PIDFILE=$KWOK_WORKDIR/clusters/$CLUSTER/pids/kwok-controller.pid
 if "$BIN/kwokctl" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+	grep -q -- --enable-aggregator-routing=true "$KWOK_WORKDIR/clusters/$CLUSTER/kwok.yaml" 2>/dev/null ||
+		die "cluster $CLUSTER was created by an older dev-up (its API server cannot reach a webhook's Service): run make dev-down, then make dev-up"
 	kwok_pid_before=$(cat "$KWOK_PIDFILE" 2>/dev/null || true)
 	if apiserver_ready >/dev/null 2>&1; then
 		log "cluster $CLUSTER is up; making sure every component runs"
@@ -265,6 +312,7 @@ else
 		--config "$HACK/kwok/stages.yaml" \
 		--kubeconfig "$KUBECONFIG_FILE" \
 		--heartbeat-factor 1 \
+		--extra-args kube-apiserver=enable-aggregator-routing=true \
 		--extra-args kube-controller-manager=leader-elect=false \
 		--extra-args kube-controller-manager=kube-api-qps="$KCM_QPS" \
 		--extra-args kube-controller-manager=kube-api-burst="$((KCM_QPS * 2))" \
@@ -342,65 +390,11 @@ else
 	log "sluice-provisioner is running (pid $(<"$PROVISIONER_PID"))"
 fi
 
-# --------------------------------------------------------------- manager
-"$BIN/sluice-certgen" --dir "$CERT_DIR" --hosts "$WEBHOOK_HOST,localhost" >&2
-
+# ---------------------------------------------------------------- sluice
 if [[ $SKIP_MANAGER == 1 ]]; then
-	log "SKIP_MANAGER=1: no manager, no webhook registration"
-	stop_pidfile "$MANAGER_PID" "$MANAGER_MATCH"
-	# A registration left by an earlier dev-up would reject every sluice
-	# object while its manager is gone.
-	stale=$(k get mutatingwebhookconfiguration,validatingwebhookconfiguration \
-		-l app.kubernetes.io/managed-by=sluice-dev-up -o name)
-	if [[ -n $stale ]]; then
-		# shellcheck disable=SC2086 # one name per word
-		k delete $stale >&2
-	fi
+	log "SKIP_MANAGER=1: sluice is not installed"
 else
-	manager_name=$(basename "$SLUICE_WEBHOOK_BIN")
-	if ((fresh_cluster)) || ! running "$MANAGER_PID" "$MANAGER_MATCH" || rebuilt "$MANAGER_PID"; then
-		stop_pidfile "$MANAGER_PID" "$MANAGER_MATCH"
-		log "starting $manager_name (log: ${MANAGER_LOG#"$ROOT"/})"
-		start_bg "$MANAGER_PID" "$MANAGER_LOG" \
-			"$SLUICE_WEBHOOK_BIN" \
-			--kubeconfig "$KUBECONFIG_FILE" \
-			--cert-dir "$CERT_DIR" \
-			--webhook-host "$WEBHOOK_HOST" \
-			--webhook-port "$WEBHOOK_PORT" \
-			--metrics-bind-address "$METRICS_ADDR" \
-			--health-probe-bind-address "$HEALTH_ADDR" \
-			--pprof-bind-address "$PPROF_ADDR" \
-			--scheduler-name "$SCHEDULER_NAME" \
-			--leader-elect
-	else
-		log "$manager_name is running (pid $(<"$MANAGER_PID"))"
-	fi
-	log "waiting for http://$HEALTH_ADDR/readyz"
-	deadline=$((SECONDS + 90))
-	until curl -fsS -o /dev/null --max-time 2 "http://$HEALTH_ADDR/readyz" 2>/dev/null; do
-		if ! running "$MANAGER_PID" "$MANAGER_MATCH"; then
-			tail -n 30 "$MANAGER_LOG" >&2
-			die "$manager_name exited (log: $MANAGER_LOG)"
-		fi
-		((SECONDS < deadline)) || die "$manager_name not ready after 90s (log: $MANAGER_LOG)"
-		sleep 0.2
-	done
-	# The apiserver will verify the serving certificate against ca.crt: so
-	# do we, before registering (any HTTP status will do).
-	webhook_tls() {
-		local code
-		code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$CERT_DIR/ca.crt" \
-			"https://$WEBHOOK_HOST:$WEBHOOK_PORT/") || return 1
-		[[ $code != 000 ]]
-	}
-	wait_for 30 "the webhook server on https://$WEBHOOK_HOST:$WEBHOOK_PORT" webhook_tls
-
-	ca_bundle=$(base64 -w0 "$CERT_DIR/ca.crt")
-	sed -e "s|@@WEBHOOK_BASE_URL@@|https://$WEBHOOK_HOST:$WEBHOOK_PORT|g" \
-		-e "s|@@CA_BUNDLE@@|$ca_bundle|g" \
-		"$HACK/webhook-config.yaml.tmpl" >"$WEBHOOK_CONFIG"
-	log "registering the admission webhooks"
-	k apply -f "$WEBHOOK_CONFIG" >&2
+	install_sluice
 fi
 
 # ----------------------------------------------------------------- nodes
@@ -408,4 +402,8 @@ k wait --for=condition=Ready -f "$HACK/kwok/nodes.yaml" --timeout=120s >&2
 
 log "cluster $CLUSTER ready in $((SECONDS - START))s: $(k get nodes --no-headers 2>/dev/null | wc -l) nodes," \
 	"apiserver $(k config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+if [[ $SKIP_MANAGER != 1 ]]; then
+	log "sluice runs in namespace $RELEASE_NS (kubectl -n $RELEASE_NS get pods):"
+	k -n "$RELEASE_NS" get pods -o wide >&2
+fi
 echo "export KUBECONFIG=$KUBECONFIG_FILE"

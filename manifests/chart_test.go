@@ -42,6 +42,9 @@ type variant struct {
 	set  []string
 	// certManager, serviceMonitor and scheduler mirror the values set.
 	certManager, serviceMonitor, scheduler bool
+	// apiServer is the KUBERNETES_SERVICE_HOST:_PORT the chart's containers
+	// get (apiServer.host and .port); empty: none.
+	apiServer string
 }
 
 var matrix = []variant{
@@ -52,6 +55,7 @@ var matrix = []variant{
 	{name: "cert-manager and service monitor", set: []string{"certManager.enabled=true", "metrics.serviceMonitor.enabled=true"}, certManager: true, serviceMonitor: true, scheduler: true},
 	{name: "no scheduler", set: []string{"scheduler.enabled=false"}},
 	{name: "development url", set: []string{"webhook.url=https://localhost:19443", "webhook.excludedNamespaces={ci,sandbox}"}, scheduler: true},
+	{name: "api server address", set: []string{"apiServer.host=192.0.2.2", "apiServer.port=6443"}, scheduler: true, apiServer: "192.0.2.2:6443"},
 }
 
 // render returns the chart's objects for release "rel" in sluice-system.
@@ -129,6 +133,9 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"},
 		// Beyond the schema: a template check across two values.
 		{"webhook.minAvailable=2", "webhook.minAvailable (2) must be less than webhook.replicas (2)"},
+		{"apiServer.host=192.0.2.2", "apiServer.host and apiServer.port go together"},
+		{"apiServer.port=70000", "/apiServer/port"},
+		{"apiServer.host=https://api:6443", "/apiServer/host"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
 			out, err := framework.Helm("template", release, framework.ChartDir(), "--namespace", namespace, "--set", tc.set)
@@ -451,6 +458,18 @@ func checkPods(t *testing.T, o objects, v variant) {
 				if !bad.ok {
 					t.Errorf("%s: securityContext lacks %s", where, bad.what)
 				}
+			}
+			var host, port string
+			for _, e := range c.Env {
+				switch e.Name {
+				case "KUBERNETES_SERVICE_HOST":
+					host = e.Value
+				case "KUBERNETES_SERVICE_PORT":
+					port = e.Value
+				}
+			}
+			if got := strings.TrimSuffix(host+":"+port, ":"); got != v.apiServer {
+				t.Errorf("%s: KUBERNETES_SERVICE_HOST:_PORT %q, want %q", where, got, v.apiServer)
 			}
 			if c.LivenessProbe == nil || c.ReadinessProbe == nil {
 				t.Errorf("%s: liveness and readiness probes are required", where)

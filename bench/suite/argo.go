@@ -516,7 +516,7 @@ func (cl *cluster) measureArgo(ctx context.Context, bench string, c contender, w
 
 	labels := map[string]string{benchRunLabel: run}
 	rss := sampleRSSOf(ctx, strconv.Itoa(ctl.cmd.Process.Pid))
-	procs := cl.processes()
+	procs := cl.processes(ctx)
 	delete(procs, "sluice-manager") // idle here
 	procs["argo-controller"] = strconv.Itoa(ctl.cmd.Process.Pid)
 	cpu := cpuMeter(procs)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,21 +19,19 @@ import (
 const clockTicks = 100
 
 // processes returns the cluster's processes by name: the control plane's
-// (kwokctl's pid files) and sluice's manager.
-func (cl *cluster) processes() map[string]string {
+// (kwokctl's pid files) and sluice's leading manager.
+func (cl *cluster) processes(ctx context.Context) map[string]string {
 	out := map[string]string{}
 	files, _ := filepath.Glob(filepath.Join(cl.stateDir, "clusters", "*", "pids", "*.pid"))
-	files = append(files, cl.pidFile)
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		name := strings.TrimSuffix(filepath.Base(f), ".pid")
-		if f == cl.pidFile {
-			name = "sluice-manager"
-		}
-		out[name] = strings.TrimSpace(string(data))
+		out[strings.TrimSuffix(filepath.Base(f), ".pid")] = strings.TrimSpace(string(data))
+	}
+	if pid, err := cl.managerPID(ctx); err == nil {
+		out["sluice-manager"] = pid
 	}
 	return out
 }

@@ -51,10 +51,10 @@ func (r results) clear(bench, name string) {
 
 func main() {
 	var (
-		only, scale, out, kubeconfig, stateDir, metrics string
-		onlyContenders, argoController                  string
-		admissionFor                                    time.Duration
-		merge                                           bool
+		only, scale, out, kubeconfig, stateDir string
+		onlyContenders, argoController         string
+		admissionFor                           time.Duration
+		merge                                  bool
 	)
 	// Only the bench's own flags: libraries register some of theirs (kubeconfig).
 	flag.CommandLine = flag.NewFlagSet(os.Args[0], flag.ExitOnError)
@@ -63,8 +63,7 @@ func main() {
 	flag.StringVar(&scale, "scale", envOr("BENCH_SCALE", "default"), "default or large (fan1000 becomes 1 -> 10,000 -> 1); also BENCH_SCALE")
 	flag.StringVar(&out, "out", filepath.Join("bench", "out", "results.json"), "where the results go")
 	flag.StringVar(&kubeconfig, "kubeconfig", filepath.Join(".kwok", "kubeconfig"), "the local cluster's kubeconfig (make dev-up)")
-	flag.StringVar(&stateDir, "state-dir", ".kwok", "the local cluster's state directory, for the manager's pid")
-	flag.StringVar(&metrics, "manager-metrics", "http://127.0.0.1:18080/metrics", "the manager's metrics endpoint")
+	flag.StringVar(&stateDir, "state-dir", ".kwok", "the local cluster's state directory, for its processes' pids")
 	flag.DurationVar(&admissionFor, "admission-duration", 3*time.Second, "how long each admission measurement runs")
 	flag.StringVar(&argoController, "argo-controller", filepath.Join("bin", "argo-workflow-controller"), "Argo Workflows' workflow-controller, for the argo-* contenders (make bench-peers builds it)")
 	flag.BoolVar(&merge, "merge", false, "keep the figures already in -out that this run does not measure (make bench-peers)")
@@ -96,7 +95,7 @@ func main() {
 	var cl *cluster
 	if slices.ContainsFunc(selected, func(s string) bool { return s != "admission" }) {
 		var err error
-		if cl, err = connect(kubeconfig, stateDir, metrics); err != nil {
+		if cl, err = connect(kubeconfig, stateDir); err != nil {
 			fail(err)
 		}
 		cl.argo = &argoPeer{binary: argoController}

@@ -2,10 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,14 +35,12 @@ type cluster struct {
 	cs            kubernetes.Interface
 	dyn           dynamic.Interface // Argo's Workflows
 	kubeconfig    string
-	pidFile       string
 	stateDir      string
-	metricsURL    string
 	schedulerName string
 	argo          *argoPeer // the peer's binary and module; checked when an Argo contender runs
 }
 
-func connect(kubeconfig, stateDir, metricsURL string) (*cluster, error) {
+func connect(kubeconfig, stateDir string) (*cluster, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s (start the local cluster with `make dev-up`): %w", kubeconfig, err)
@@ -56,8 +54,7 @@ func connect(kubeconfig, stateDir, metricsURL string) (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cluster{cs: cs, dyn: dyn, kubeconfig: kubeconfig, pidFile: filepath.Join(stateDir, "sluice-webhook.pid"), stateDir: stateDir,
-		metricsURL: metricsURL, schedulerName: "sluice-scheduler"}, nil
+	return &cluster{cs: cs, dyn: dyn, kubeconfig: kubeconfig, stateDir: stateDir, schedulerName: "sluice-scheduler"}, nil
 }
 
 // contender is one way to run a workload.
@@ -377,9 +374,9 @@ func (cl *cluster) measure(ctx context.Context, bench string, c contender, w wor
 	factory.WaitForCacheSync(informersCtx.Done())
 	defer func() { stopInformers(); factory.Shutdown() }()
 
-	writesBefore, _ := cl.managerWrites()
+	writesBefore, _ := cl.managerWrites(ctx)
 	rss := cl.sampleRSS(ctx)
-	cpu := cpuMeter(cl.processes())
+	cpu := cpuMeter(cl.processes(ctx))
 	start := time.Now()
 	if c.sluice {
 		for _, s := range w {
@@ -428,7 +425,7 @@ func (cl *cluster) measure(ctx context.Context, bench string, c contender, w wor
 		return m, nil
 	}
 	m.peakRSSMB = rss()
-	if after, err := cl.managerWrites(); err == nil {
+	if after, err := cl.managerWrites(ctx); err == nil {
 		m.writesPerStep = float64(after-writesBefore) / float64(len(w))
 	}
 	m.releaseP50, m.releaseP99 = t.releaseLatency(w)
@@ -456,16 +453,15 @@ func (t *tracker) releaseLatency(w workload) (p50, p99 float64) {
 	return ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99))
 }
 
-// managerWrites is the manager's count of API requests that write
+// managerWrites is the leading manager's count of API requests that write
 // (POST, PUT, PATCH, DELETE), from client-go's metrics.
-func (cl *cluster) managerWrites() (int64, error) {
-	resp, err := http.Get(cl.metricsURL)
+func (cl *cluster) managerWrites(ctx context.Context) (int64, error) {
+	metrics, err := cl.managerMetrics(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
 	var total int64
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(bytes.NewReader(metrics))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
@@ -485,14 +481,14 @@ func (cl *cluster) managerWrites() (int64, error) {
 	return total, sc.Err()
 }
 
-// sampleRSS samples the manager's resident memory until ctx ends or the
+// sampleRSS samples the leading manager's resident memory until ctx ends or the
 // returned function is called, which gives the peak in MB.
 func (cl *cluster) sampleRSS(ctx context.Context) func() float64 {
-	data, err := os.ReadFile(cl.pidFile)
+	pid, err := cl.managerPID(ctx)
 	if err != nil {
 		return func() float64 { return 0 }
 	}
-	return sampleRSSOf(ctx, strings.TrimSpace(string(data)))
+	return sampleRSSOf(ctx, pid)
 }
 
 // sampleRSSOf samples the resident memory of process pid, as sampleRSS.

@@ -86,17 +86,11 @@ func StartCluster() (*Cluster, error) {
 	if err := down.Run(); err != nil {
 		return nil, fmt.Errorf("hack/dev-down.sh failed: %w", err)
 	}
-	// The cluster's own scheduler serves only default-scheduler: the chart's
-	// scheduler, started below, is the one sluice-scheduler.
-	if err := os.MkdirAll(state, 0o755); err != nil {
-		return nil, err
-	}
-	defaultOnly := filepath.Join(state, "e2e-default-scheduler.yaml")
-	if err := os.WriteFile(defaultOnly, []byte(defaultSchedulerConfig), 0o644); err != nil {
-		return nil, err
-	}
 	cmd := exec.Command("bash", filepath.Join(root, "hack", "dev-up.sh"))
-	cmd.Env = append(env, "SKIP_MANAGER=1", "SLUICE_SCHEDULER_CONFIG="+defaultOnly)
+	// The cluster's own scheduler serves only default-scheduler
+	// (hack/kwok/scheduler-config.yaml): the chart's scheduler, started
+	// below, is the one sluice-scheduler.
+	cmd.Env = append(env, "SKIP_MANAGER=1")
 	cmd.Stderr = os.Stderr
 	if out, err := cmd.Output(); err != nil {
 		return nil, fmt.Errorf("hack/dev-up.sh failed: %w\n%s", err, out)
@@ -116,16 +110,6 @@ func StartCluster() (*Cluster, error) {
 	}
 	return c, nil
 }
-
-// defaultSchedulerConfig is the e2e cluster's own scheduler: kube-scheduler's
-// defaults and nothing of sluice.
-const defaultSchedulerConfig = `apiVersion: kubescheduler.config.k8s.io/v1
-kind: KubeSchedulerConfiguration
-leaderElection:
-  leaderElect: false
-profiles:
-- schedulerName: default-scheduler
-`
 
 func freeAddrs(n int) ([]string, error) {
 	addrs := make([]string, n)

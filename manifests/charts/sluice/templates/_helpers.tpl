@@ -139,3 +139,21 @@ timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
 {{- define "sluice.cel.notJobPod" -}}
 !has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, r.kind == 'Job' && has(r.controller) && r.controller)
 {{- end }}
+
+{{/*
+The container's KUBERNETES_SERVICE_HOST and _PORT from apiServer, when set.
+*/}}
+{{- define "sluice.apiServerEnv" -}}
+{{- $host := .Values.apiServer.host | toString }}
+{{- $port := .Values.apiServer.port | toString }}
+{{- if or $host $port }}
+{{- if not (and $host $port) }}
+{{- fail "apiServer.host and apiServer.port go together: set both, or neither for the in-cluster default" }}
+{{- end -}}
+env:
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ $host | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ $port | quote }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The manager runs as the Helm release's pods on the local cluster's real
+// node (make dev-up): its leader is the holder of the controller's Lease,
+// and its process is a container's, on this machine.
+const (
+	managerNamespace = "sluice-system"
+	managerLease     = "sluice-controller.sluice.dev"
+	managerBinary    = "/usr/local/bin/sluice-webhook"
+)
+
+// managerLeader is the name of the manager's pod that leads.
+func (cl *cluster) managerLeader(ctx context.Context) (string, error) {
+	lease, err := cl.cs.CoordinationV1().Leases(managerNamespace).Get(ctx, managerLease, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("the manager's Lease (is sluice installed? make dev-up): %w", err)
+	}
+	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+		return "", fmt.Errorf("no manager replica holds Lease %s/%s", managerNamespace, managerLease)
+	}
+	// controller-runtime's identity is <hostname>_<uuid>; a pod's hostname is its name.
+	pod, _, _ := strings.Cut(*lease.Spec.HolderIdentity, "_")
+	return pod, nil
+}
+
+// managerMetrics is the leading manager's /metrics, through the API
+// server's proxy to its pod.
+func (cl *cluster) managerMetrics(ctx context.Context) ([]byte, error) {
+	pod, err := cl.managerLeader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cl.cs.CoreV1().Pods(managerNamespace).ProxyGet("http", pod, "8080", "/metrics", nil).DoRaw(ctx)
+}
+
+// managerPID is the process of the leading manager's container on this
+// machine: the manager's binary, with the pod's name as its HOSTNAME.
+func (cl *cluster) managerPID(ctx context.Context) (string, error) {
+	pod, err := cl.managerLeader(ctx)
+	if err != nil {
+		return "", err
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		cmdline, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil || !bytes.HasPrefix(cmdline, []byte(managerBinary+"\x00")) {
+			continue
+		}
+		environ, err := os.ReadFile(filepath.Join(d, "environ"))
+		if err == nil && bytes.Contains(append([]byte{0}, environ...), []byte("\x00HOSTNAME="+pod+"\x00")) {
+			return filepath.Base(d), nil
+		}
+	}
+	return "", fmt.Errorf("no process of %s runs here for pod %s/%s", managerBinary, managerNamespace, pod)
+}
