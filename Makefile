@@ -112,6 +112,7 @@ test-integration: tools
 .PHONY: test-e2e
 test-e2e: tools build images browser
 	mkdir -p $(BIN)/test-artifacts && $(GOTEST_STATIC) -count=1 -timeout 30m -artifacts -outputdir $(BIN)/test-artifacts ./e2e/cluster/...
+	$(GOTEST_STATIC) -count=1 -timeout 15m ./e2e/install/...
 
 ## browser: Debian's chromium for the dashboard's browser test, when missing; the test skips, saying so, if it cannot be installed
 .PHONY: browser

@@ -31,7 +31,7 @@
 #     image rolls them), reaching the API server at the kubernetes
 #     Service's endpoint (apiServer.host/.port; see realnode_api_route).
 #
-# State lives in .kwok/ (KWOK_WORKDIR): kubeconfig, certs/, volumes/, the
+# State lives in .kwok/ (KWOK_WORKDIR): kubeconfig, volumes/, the
 # pidfiles and logs of the processes (*.pid, *.log), and kwokctl's own
 # clusters/sluice/ (component logs under clusters/sluice/logs/).
 #
@@ -187,10 +187,19 @@ sluice_admits() {
 JSON
 }
 
+# rolled_out DEPLOYMENT: every replica of the release's Deployment runs its
+# current template and is ready, and no old one is left.
+rolled_out() {
+	local gen observed want updated ready have
+	read -r gen observed want updated ready have < <(k -n "$RELEASE_NS" get deployment "$1" \
+		-o jsonpath='{.metadata.generation} {.status.observedGeneration} {.spec.replicas} {.status.updatedReplicas} {.status.readyReplicas} {.status.replicas}{"\n"}')
+	[[ -n $gen && $gen == "$observed" && $updated == "$want" && $ready == "$want" && $have == "$want" ]]
+}
+
 # sluice_pods_waiting: what keeps the release's pods from running, one line
-# per container that waits (pod, reason, message).
+# per container that waits (its image, reason and message).
 sluice_pods_waiting() {
-	k -n "$RELEASE_NS" get pods -l app.kubernetes.io/instance="$RELEASE" -o jsonpath='{range .items[*]}{range .status.containerStatuses[?(@.state.waiting)]}{"pod "}{..name}{": "}{.state.waiting.reason}{" "}{.state.waiting.message}{"\n"}{end}{end}' 2>/dev/null
+	k -n "$RELEASE_NS" get pods -l app.kubernetes.io/instance="$RELEASE" -o jsonpath='{range .items[*]}{range .status.containerStatuses[?(@.state.waiting)]}{"container "}{.name}{" ("}{.image}{"): "}{.state.waiting.reason}{" "}{.state.waiting.message}{"\n"}{end}{end}' 2>/dev/null
 }
 
 # install_sluice: helm upgrade --install of manifests/charts/sluice in
@@ -220,9 +229,9 @@ install_sluice() {
 	"$BIN/helm" upgrade --install "$RELEASE" "$ROOT/manifests/charts/sluice" --kubeconfig "$KUBECONFIG_FILE" \
 		--namespace "$RELEASE_NS" "${set[@]}" ${SLUICE_HELM_ARGS:-} >&2 9>&- ||
 		die "helm upgrade --install failed (the chart refused a value, or the cluster an object: see above)"
-	log "waiting for the webhook to admit a sluice Job (through Service $RELEASE-webhook)"
+	log "waiting for the rollout, and for the webhook to admit a sluice Job (through Service $RELEASE-webhook)"
 	local deadline=$((SECONDS + 180))
-	until sluice_admits >/dev/null 2>&1; do
+	until rolled_out "$RELEASE-webhook" && rolled_out "$RELEASE-scheduler" && sluice_admits; do
 		waiting=$(sluice_pods_waiting)
 		if grep -q ErrImageNeverPull <<<"$waiting"; then
 			die "an image is not on the real node: $(grep -m1 ErrImageNeverPull <<<"$waiting"); run make images, then make dev-up"
@@ -230,15 +239,11 @@ install_sluice() {
 		if ((SECONDS >= deadline)); then
 			k -n "$RELEASE_NS" get pods -o wide >&2 || true
 			[[ -z $waiting ]] || printf '%s\n' "$waiting" >&2
-			die "sluice admitted no Job 180s after helm install; see kubectl -n $RELEASE_NS describe pods and logs"
+			die "sluice is not ready 180s after helm upgrade --install; see kubectl -n $RELEASE_NS describe pods, and their logs"
 		fi
 		sleep 0.5
 	done
 	log "sluice admits Jobs $((SECONDS - start))s after helm upgrade --install"
-	for name in webhook scheduler; do
-		k -n "$RELEASE_NS" rollout status deployment "$RELEASE-$name" --timeout=120s >&2 ||
-			die "Deployment $RELEASE-$name did not finish rolling out; see kubectl -n $RELEASE_NS get pods"
-	done
 }
 
 # ---------------------------------------------------------------- checks

@@ -118,6 +118,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"webhook.replicas=0", "/webhook/replicas"},
 		{"webhook.replica=3", "additional properties 'replica' not allowed"},
 		{"webhook.timeoutSeconds=60", "/webhook/timeoutSeconds"},
+		{"webhook.shutdownDelaySeconds=0", "/webhook/shutdownDelaySeconds"},
 		{"webhook.url=http://insecure:9443", "/webhook/url"},
 		{"webhook.excludedNamespaces={Not_A_Namespace}", "/webhook/excludedNamespaces/0"},
 		{"controller.artifactSize=big", "/controller/artifactSize"},
@@ -485,6 +486,9 @@ func checkPods(t *testing.T, o objects, v variant) {
 		}
 		if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
 			t.Errorf("webhook Deployment replicas %v, want 2", d.Spec.Replicas)
+		}
+		if lc := d.Spec.Template.Spec.Containers[0].Lifecycle; lc == nil || lc.PreStop == nil || lc.PreStop.Sleep == nil || lc.PreStop.Sleep.Seconds != 5 {
+			t.Errorf("webhook container lifecycle %+v, want a preStop sleep of 5 s (webhook.shutdownDelaySeconds)", lc)
 		}
 		args := d.Spec.Template.Spec.Containers[0].Args
 		if !slices.Contains(args, "--leader-elect") || !slices.Contains(args, "--leader-election-namespace="+namespace) {

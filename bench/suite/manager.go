@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluice-dev/sluice/e2e/framework"
 )
 
 // The manager runs as the Helm release's pods on the local cluster's real
@@ -45,22 +44,11 @@ func (cl *cluster) managerMetrics(ctx context.Context) ([]byte, error) {
 }
 
 // managerPID is the process of the leading manager's container on this
-// machine: the manager's binary, with the pod's name as its HOSTNAME.
+// machine.
 func (cl *cluster) managerPID(ctx context.Context) (string, error) {
 	pod, err := cl.managerLeader(ctx)
 	if err != nil {
 		return "", err
 	}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		cmdline, err := os.ReadFile(filepath.Join(d, "cmdline"))
-		if err != nil || !bytes.HasPrefix(cmdline, []byte(managerBinary+"\x00")) {
-			continue
-		}
-		environ, err := os.ReadFile(filepath.Join(d, "environ"))
-		if err == nil && bytes.Contains(append([]byte{0}, environ...), []byte("\x00HOSTNAME="+pod+"\x00")) {
-			return filepath.Base(d), nil
-		}
-	}
-	return "", fmt.Errorf("no process of %s runs here for pod %s/%s", managerBinary, managerNamespace, pod)
+	return framework.PodProcess(managerBinary, pod)
 }
