@@ -196,6 +196,14 @@ rolled_out() {
 	[[ -n $gen && $gen == "$observed" && $updated == "$want" && $ready == "$want" && $have == "$want" ]]
 }
 
+# cert_missing: the kubelet cannot mount the manager's certificate Secret,
+# which does not exist (with certManager.enabled=true, until cert-manager
+# issues it).
+cert_missing() {
+	k -n "$RELEASE_NS" get events --field-selector reason=FailedMount -o jsonpath='{.items[*].message}' 2>/dev/null |
+		grep -qF "secret \"$RELEASE-webhook-cert\" not found"
+}
+
 # sluice_pods_waiting: what keeps the release's pods from running, one line
 # per container that waits (its image, reason and message).
 sluice_pods_waiting() {
@@ -206,7 +214,7 @@ sluice_pods_waiting() {
 # $RELEASE_NS, from the images on the real node, then wait until the API
 # server admits a sluice Job through the chart's Service.
 install_sluice() {
-	local name tag addr port start=$SECONDS waiting
+	local name tag addr port start=$SECONDS waiting cert_hint=0
 	local -a set=()
 	for name in webhook scheduler; do
 		[[ -s $BIN/images/.$name.inputs ]] || die "bin/images/$name.tar is missing: run make images"
@@ -235,6 +243,12 @@ install_sluice() {
 		waiting=$(sluice_pods_waiting)
 		if grep -q ErrImageNeverPull <<<"$waiting"; then
 			die "an image is not on the real node: $(grep -m1 ErrImageNeverPull <<<"$waiting"); run make images, then make dev-up"
+		fi
+		if ((!cert_hint)) && cert_missing; then
+			cert_hint=1
+			log "the manager's pods wait for their certificate: Secret $RELEASE-webhook-cert is not there yet." \
+				"With certManager.enabled=true cert-manager issues it for Certificate $RELEASE-webhook" \
+				"(kubectl -n $RELEASE_NS describe certificate $RELEASE-webhook); dev-up keeps waiting"
 		fi
 		if ((SECONDS >= deadline)); then
 			k -n "$RELEASE_NS" get pods -o wide >&2 || true

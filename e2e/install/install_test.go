@@ -77,17 +77,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// hack runs a script of hack/ against this package's cluster, its output on
-// stderr, and returns that output too.
+// hack runs a script of hack/ against this package's cluster.
 func hack(script string) error {
 	_, err := hackOutput(script)
 	return err
 }
 
-func hackOutput(script string) (string, error) {
+// hackOutput runs a script of hack/ against this package's cluster, with
+// more environment variables, its output on stderr, and returns that
+// output too.
+func hackOutput(script string, env ...string) (string, error) {
 	var out bytes.Buffer
 	cmd := exec.Command("bash", filepath.Join(framework.RepoRoot(), "hack", script))
-	cmd.Env = append(os.Environ(), "SLUICE_CLUSTER="+clusterName, "SLUICE_STATE_DIR="+stateDir)
+	cmd.Env = append(append(os.Environ(), "SLUICE_CLUSTER="+clusterName, "SLUICE_STATE_DIR="+stateDir), env...)
 	cmd.Stdout = io.Discard
 	cmd.Stderr = io.MultiWriter(os.Stderr, &out)
 	err := cmd.Run()
