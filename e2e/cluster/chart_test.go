@@ -2,12 +2,9 @@ package cluster
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -112,120 +109,6 @@ func caBundles(t *testing.T) map[string][]byte {
 		bundles["validating "+w.Name] = w.ClientConfig.CABundle
 	}
 	return bundles
-}
-
-// TestChartUpgrade: helm upgrade changes what the chart renders and keeps
-// what the manager wrote and the chart does not render (the certificate
-// Secret's data, the caBundles), so admission goes on working through it.
-func TestChartUpgrade(t *testing.T) {
-	ctx := context.Background()
-	secretKey := client.ObjectKey{Namespace: framework.ChartNamespace, Name: framework.ChartRelease + "-webhook-cert"}
-	var before, after corev1.Secret
-	if err := cluster.Client.Get(ctx, secretKey, &before); err != nil {
-		t.Fatal(err)
-	}
-	bundlesBefore := caBundles(t)
-	if _, err := framework.Helm(append([]string{"upgrade", framework.ChartRelease, framework.ChartDir(),
-		"--kubeconfig", cluster.Kubeconfig, "--namespace", framework.ChartNamespace,
-		"--reuse-values", "--set", "controller.concurrentRuns=6"}, framework.ChartE2EValues...)...); err != nil {
-		t.Fatal(err)
-	}
-	// Read at once: the manager would repair a wiped caBundle within 30 s.
-	if err := cluster.Client.Get(ctx, secretKey, &after); err != nil {
-		t.Fatal(err)
-	}
-	bundlesAfter := caBundles(t)
-	for _, k := range []string{"ca.crt", "ca.key", "tls.crt", "tls.key"} {
-		if len(before.Data[k]) == 0 || string(before.Data[k]) != string(after.Data[k]) {
-			t.Errorf("certificate Secret key %s changed or is empty across helm upgrade (%d -> %d bytes)", k, len(before.Data[k]), len(after.Data[k]))
-		}
-	}
-	for name, b := range bundlesBefore {
-		if len(b) == 0 || string(bundlesAfter[name]) != string(b) {
-			t.Errorf("webhook %s: caBundle changed or is empty across helm upgrade (%d -> %d bytes)", name, len(b), len(bundlesAfter[name]))
-		}
-	}
-	var d appsv1.Deployment
-	if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: framework.ChartNamespace, Name: framework.ManagerServiceAccount}, &d); err != nil {
-		t.Fatal(err)
-	}
-	if args := d.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--concurrent-runs=6") {
-		t.Errorf("after helm upgrade the manager's args are %v, want --concurrent-runs=6", args)
-	}
-	ns, _ := setup(t)
-	create(t, job("after-upgrade", ns).Obj())
-	waitPhases(t, ns, map[string]annotations.Phase{"after-upgrade": annotations.PhaseSucceeded})
-}
-
-// TestReplicasShareOneCertificate: the chart runs two manager replicas, and
-// both rotate certificates. Started together on an emptied Secret, they end
-// up with one CA, both serve a certificate that verifies against the
-// caBundle, and the pipeline runs on.
-func TestReplicasShareOneCertificate(t *testing.T) {
-	ctx := context.Background()
-	replica, err := cluster.NewManagerReplica("replica")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster.Manager.Stop()
-	secretKey := client.ObjectKey{Namespace: framework.ChartNamespace, Name: framework.ChartRelease + "-webhook-cert"}
-	var secret corev1.Secret
-	if err := cluster.Client.Get(ctx, secretKey, &secret); err != nil {
-		t.Fatal(err)
-	}
-	oldCA := secret.Data["ca.crt"]
-	secret.Data = nil // as helm install left it
-	if err := cluster.Client.Update(ctx, &secret); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, m := range []*framework.Manager{cluster.Manager, replica} {
-		wg.Go(func() { errs[i] = m.Start() })
-	}
-	wg.Wait()
-	t.Cleanup(replica.Stop)
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	if err := cluster.Client.Get(ctx, secretKey, &secret); err != nil {
-		t.Fatal(err)
-	}
-	ca := secret.Data["ca.crt"]
-	if len(ca) == 0 || string(ca) == string(oldCA) {
-		t.Fatalf("after the Secret was emptied, ca.crt is %d bytes, new = %v; want a new CA", len(ca), string(ca) != string(oldCA))
-	}
-	for name, b := range caBundles(t) {
-		if string(b) != string(ca) {
-			t.Errorf("webhook %s: caBundle is not the CA in the Secret", name)
-		}
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(ca)
-	for _, m := range []*framework.Manager{cluster.Manager, replica} {
-		conn, err := tls.Dial("tcp", m.WebhookAddr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
-		if err != nil {
-			t.Errorf("replica on %s: its certificate does not verify against the caBundle: %v", m.WebhookAddr, err)
-			continue
-		}
-		conn.Close()
-	}
-
-	ns, _ := setup(t)
-	create(t, job("first", ns).Obj(), job("second", ns).After("first").Obj())
-	waitPhases(t, ns, map[string]annotations.Phase{"first": annotations.PhaseSucceeded, "second": annotations.PhaseSucceeded})
-
-	// TestMain checks the first replica's log; this one's is checked here.
-	if refused, err := replica.Refusals(); err != nil || len(refused) > 0 {
-		t.Errorf("the second replica was refused requests (%v):\n%s", err, strings.Join(refused, "\n"))
-	}
-	for _, m := range []*framework.Manager{cluster.Manager, replica} {
-		lines, _ := m.LogLines("Issued webhook certificate", "reading it again")
-		t.Logf("replica on %s: %d certificate issues and conflicts logged", m.WebhookAddr, len(lines))
-	}
 }
 
 // TestChartDryRun: every object of every chart variant passes the real API

@@ -9,8 +9,11 @@ package install
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +71,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "installing sluice:", err)
 	} else {
 		code = m.Run()
+		// The pods ran with only the chart's RBAC: a refused request in
+		// the logs of those still there means the chart grants too little.
+		if refused := refusals(); len(refused) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: sluice's pods were refused requests:\n%s\n", strings.Join(refused, "\n"))
+			code = 1
+		}
 	}
 	if os.Getenv("SLUICE_E2E_KEEP") == "" {
 		if err := hack("dev-down.sh"); err != nil {
@@ -117,6 +126,26 @@ func install() error {
 	return err
 }
 
+// refusals returns the lines of the release's container logs (on the
+// real node, kept by the kubelet while their pods exist) that report a
+// request the API server refused for lack of permission.
+func refusals() []string {
+	files, _ := filepath.Glob(filepath.Join(stateDir, "node", "var", "log", "pods", releaseNS+"_*", "*", "*.log"))
+	var lines []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(strings.ToLower(line), "forbidden") {
+				lines = append(lines, filepath.Base(filepath.Dir(filepath.Dir(f)))+": "+line)
+			}
+		}
+	}
+	return lines
+}
+
 // helm runs helm against the cluster.
 func helm(t *testing.T, args ...string) {
 	t.Helper()
@@ -127,6 +156,12 @@ func helm(t *testing.T, args ...string) {
 
 // eventually polls cond every 100 ms until it is true or timeout passes.
 func eventually(t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	eventuallyWithin(t, timeout, what, cond)
+}
+
+// eventuallyWithin is eventually with a timeout of its own.
+func eventuallyWithin(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -342,6 +377,7 @@ func TestReadyOnlyWithCertificate(t *testing.T) {
 	if err := kube.Get(ctx, client.ObjectKey{Namespace: releaseNS, Name: certSecret}, &secret); err != nil {
 		t.Fatal(err)
 	}
+	oldCA := secret.Data["ca.crt"]
 	secret.Data = nil
 	if err := kube.Update(ctx, &secret); err != nil {
 		t.Fatal(err)
@@ -397,6 +433,28 @@ func TestReadyOnlyWithCertificate(t *testing.T) {
 		}
 		return len(ready) == 2, nil
 	})
+	// Both replicas serve a certificate of the new CA, for the Service's name.
+	var secret2 corev1.Secret
+	if err := kube.Get(ctx, client.ObjectKey{Namespace: releaseNS, Name: certSecret}, &secret2); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(secret2.Data["ca.crt"]) || bytes.Equal(secret2.Data["ca.crt"], oldCA) {
+		t.Errorf("after the Secret was emptied, its ca.crt is not a new CA")
+	}
+	pods, _, err := managerPods(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", net.JoinHostPort(p.Status.PodIP, "9443"),
+			&tls.Config{RootCAs: roots, ServerName: managerName + "." + releaseNS + ".svc"})
+		if err != nil {
+			t.Errorf("replica %s: its certificate does not verify against the Secret's CA: %v", p.Name, err)
+			continue
+		}
+		conn.Close()
+	}
 	// The replicas stay ready with their certificate.
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if _, ready, err := managerPods(ctx); err == nil && len(ready) > 0 {
@@ -436,9 +494,9 @@ func certificateMissing(ctx context.Context) string {
 }
 
 // TestLeaderKilled: the leading replica's process is killed (SIGKILL: no
-// Lease released, no request finished) in the middle of a run; the other
-// replica takes the Lease and the run finishes; the kubelet restarts the
-// killed container.
+// Lease released, no request finished) in the middle of a run; once the
+// Lease expires another holder takes it (the other replica, or the killed
+// container restarted by the kubelet) and the run finishes.
 func TestLeaderKilled(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
@@ -496,6 +554,10 @@ func TestUpgradeRolls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The replicas about to be replaced ran the tests before this one.
+	if refused := refusals(); len(refused) > 0 {
+		t.Errorf("sluice's pods were refused requests:\n%s", strings.Join(refused, "\n"))
+	}
 	stop := make(chan struct{})
 	type tally struct {
 		created int
@@ -520,7 +582,29 @@ func TestUpgradeRolls(t *testing.T) {
 			}
 		}
 	}()
+	var secretBefore, secretAfter corev1.Secret
+	if err := kube.Get(ctx, client.ObjectKey{Namespace: releaseNS, Name: certSecret}, &secretBefore); err != nil {
+		t.Fatal(err)
+	}
+	mBefore, vBefore := webhookConfigurations(t)
 	helm(t, "upgrade", release, framework.ChartDir(), "-n", releaseNS, "--reuse-values", "--set", "webhook.logLevel=1")
+	// What the manager wrote and the chart does not render survives the
+	// upgrade (read at once: the manager would repair it within 30 s).
+	if err := kube.Get(ctx, client.ObjectKey{Namespace: releaseNS, Name: certSecret}, &secretAfter); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"ca.crt", "ca.key", "tls.crt", "tls.key"} {
+		if len(secretBefore.Data[k]) == 0 || !bytes.Equal(secretBefore.Data[k], secretAfter.Data[k]) {
+			t.Errorf("certificate Secret key %s changed or is empty across helm upgrade", k)
+		}
+	}
+	mAfter, vAfter := webhookConfigurations(t)
+	if !slices.EqualFunc(append(clientConfigs(mBefore), clientConfigs(vBefore)...), append(clientConfigs(mAfter), clientConfigs(vAfter)...),
+		func(a, b admissionregv1.WebhookClientConfig) bool {
+			return len(a.CABundle) > 0 && bytes.Equal(a.CABundle, b.CABundle)
+		}) {
+		t.Errorf("a caBundle changed or is empty across helm upgrade")
+	}
 	eventually(t, "the manager's rollout", func() (bool, error) {
 		var d appsv1.Deployment
 		if err := kube.Get(ctx, client.ObjectKey{Namespace: releaseNS, Name: managerName}, &d); err != nil {

@@ -289,7 +289,9 @@ func TestCertManagerMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	renewed := time.Now()
-	eventually(t, "both replicas to serve the renewed certificate", func() (bool, error) {
+	// The kubelet refreshes a mounted Secret at its next sync of the pod
+	// (within about a minute and a half).
+	eventuallyWithin(t, 4*time.Minute, "both replicas to serve the renewed certificate", func() (bool, error) {
 		serials, err := servedSerials(ctx)
 		if err != nil {
 			return false, err
