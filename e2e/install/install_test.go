@@ -633,6 +633,27 @@ func TestUpgradeRolls(t *testing.T) {
 	t.Logf("during the upgrade %d sluice Jobs were created, none refused", n.created)
 }
 
+// TestMissingImage: an install asking for an image the node does not have
+// fails at once, naming the image and what to do; the replicas already
+// running go on admitting, and the next dev-up repairs the release.
+func TestMissingImage(t *testing.T) {
+	out, err := hackOutput("dev-up.sh", "SLUICE_HELM_ARGS=--set-string image.webhook.tag=missing")
+	if err == nil {
+		t.Fatal("dev-up installed an image that is not on the node")
+	}
+	if !strings.Contains(out, `localhost/sluice/webhook:missing`) || !strings.Contains(out, "run make images") {
+		t.Errorf("dev-up failed without naming the missing image and the fix:\n%s", out)
+	}
+	ns := namespace(t)
+	if err := kube.Create(context.Background(), simJob("meanwhile", ns, "m", 0)); err != nil {
+		t.Errorf("with the upgrade stuck on a missing image, a sluice Job was refused: %v", err)
+	}
+	if err := hack("dev-up.sh"); err != nil {
+		t.Fatalf("dev-up did not repair the release: %v", err)
+	}
+	waitSucceeded(t, ns, "meanwhile")
+}
+
 // TestUninstallLeavesStepsAlone runs last: `helm uninstall` while a real
 // container runs a step. The step runs to its end; its downstream step is
 // not released (nothing is left to release it) until sluice is installed
