@@ -19,7 +19,7 @@ import (
 const clockTicks = 100
 
 // processes returns the cluster's processes by name: the control plane's
-// (kwokctl's pid files) and sluice's leading manager.
+// (kwokctl's pid files), sluice's leading manager and its scheduler.
 func (cl *cluster) processes(ctx context.Context) map[string]string {
 	out := map[string]string{}
 	files, _ := filepath.Glob(filepath.Join(cl.stateDir, "clusters", "*", "pids", "*.pid"))
@@ -32,6 +32,9 @@ func (cl *cluster) processes(ctx context.Context) map[string]string {
 	}
 	if pid, err := cl.managerPID(ctx); err == nil {
 		out["sluice-manager"] = pid
+	}
+	if pid, err := cl.schedulerPID(ctx); err == nil {
+		out["sluice-scheduler"] = pid
 	}
 	return out
 }

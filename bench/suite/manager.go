@@ -17,6 +17,7 @@ const (
 	managerNamespace = "sluice-system"
 	managerLease     = "sluice-controller.sluice.dev"
 	managerBinary    = "/usr/local/bin/sluice-webhook"
+	schedulerBinary  = "/usr/local/bin/sluice-scheduler"
 )
 
 // managerLeader is the name of the manager's pod that leads.
@@ -51,4 +52,20 @@ func (cl *cluster) managerPID(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return framework.PodProcess(managerBinary, pod)
+}
+
+// schedulerPID is the process of the sluice-scheduler pod's container on
+// this machine (one replica: the chart's default).
+func (cl *cluster) schedulerPID(ctx context.Context) (string, error) {
+	pods, err := cl.cs.CoreV1().Pods(managerNamespace).List(ctx, metav1.ListOptions{
+		LabelSelector: "app.kubernetes.io/instance=sluice,app.kubernetes.io/component=scheduler"})
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pods.Items {
+		if pid, err := framework.PodProcess(schedulerBinary, p.Name); err == nil {
+			return pid, nil
+		}
+	}
+	return "", fmt.Errorf("no process of %s runs here for the scheduler's pods", schedulerBinary)
 }
