@@ -157,23 +157,7 @@ func helm(t *testing.T, args ...string) {
 // eventually polls cond every 100 ms until it is true or timeout passes.
 func eventually(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	eventuallyWithin(t, timeout, what, cond)
-}
-
-// eventuallyWithin is eventually with a timeout of its own.
-func eventuallyWithin(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("after %s, still waiting for %s (last error: %v)", timeout, what, last)
+	framework.Eventually(t, timeout, 100*time.Millisecond, what, cond)
 }
 
 // namespace makes a namespace for one test, deleted when it ends.

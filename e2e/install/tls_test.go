@@ -291,7 +291,7 @@ func TestCertManagerMode(t *testing.T) {
 	renewed := time.Now()
 	// The kubelet refreshes a mounted Secret at its next sync of the pod
 	// (within about a minute and a half).
-	eventuallyWithin(t, 4*time.Minute, "both replicas to serve the renewed certificate", func() (bool, error) {
+	framework.Eventually(t, 4*time.Minute, 100*time.Millisecond, "both replicas to serve the renewed certificate", func() (bool, error) {
 		serials, err := servedSerials(ctx)
 		if err != nil {
 			return false, err

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -52,17 +51,7 @@ func namespace(t *testing.T) string {
 
 func eventually(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(framework.Timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		time.Sleep(framework.Interval)
-	}
-	t.Fatalf("timed out after %s waiting for %s (last error: %v)", framework.Timeout, what, last)
+	framework.Eventually(t, framework.Timeout, framework.Interval, what, cond)
 }
 
 func get(t *testing.T, obj client.Object) {
