@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluice-dev/sluice/annotations"
+	"github.com/sluice-dev/sluice/e2e/framework"
 )
 
 // cluster is the local cluster the pipeline benchmarks run on.
@@ -493,7 +494,6 @@ func (cl *cluster) sampleRSS(ctx context.Context) func() float64 {
 
 // sampleRSSOf samples the resident memory of process pid, as sampleRSS.
 func sampleRSSOf(ctx context.Context, pid string) func() float64 {
-	status := "/proc/" + pid + "/status"
 	var mu sync.Mutex
 	var peak float64
 	stop := make(chan struct{})
@@ -501,9 +501,9 @@ func sampleRSSOf(ctx context.Context, pid string) func() float64 {
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if kb := vmRSS(status); kb > 0 {
+			if rss, _, err := framework.ProcessMemory(pid); err == nil && rss > 0 {
 				mu.Lock()
-				peak = max(peak, kb/1024)
+				peak = max(peak, rss)
 				mu.Unlock()
 			}
 			select {
@@ -521,23 +521,6 @@ func sampleRSSOf(ctx context.Context, pid string) func() float64 {
 		defer mu.Unlock()
 		return peak
 	}
-}
-
-func vmRSS(statusFile string) float64 {
-	data, err := os.ReadFile(statusFile)
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				v, _ := strconv.ParseFloat(f[0], 64)
-				return v
-			}
-		}
-	}
-	return 0
 }
 
 // largestObjectKB is the size of the largest step object as stored, after
