@@ -529,24 +529,18 @@ func TestLeaderKilled(t *testing.T) {
 	})
 }
 
-// TestUpgradeRolls: `helm upgrade` changing a value rolls both replicas
-// while a client applies a sluice Job every 100 ms: none is refused.
-func TestUpgradeRolls(t *testing.T) {
-	ctx := context.Background()
-	ns := namespace(t)
-	before, _, err := managerPods(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The replicas about to be replaced ran the tests before this one.
-	if refused := refusals(); len(refused) > 0 {
-		t.Errorf("sluice's pods were refused requests:\n%s", strings.Join(refused, "\n"))
-	}
+// tally is what a client applying sluice Jobs saw: how many were created,
+// and the errors of those refused.
+type tally struct {
+	created int
+	refused []string
+}
+
+// applyEvery100ms creates a sluice Job (a run of one simulated step) in ns
+// every 100 ms, as a client would throughout an upgrade or a certificate
+// renewal, until the returned function is called, which gives the tally.
+func applyEvery100ms(ctx context.Context, ns string) func() tally {
 	stop := make(chan struct{})
-	type tally struct {
-		created int
-		refused []string
-	}
 	done := make(chan tally)
 	go func() {
 		var n tally
@@ -566,6 +560,26 @@ func TestUpgradeRolls(t *testing.T) {
 			}
 		}
 	}()
+	return func() tally {
+		close(stop)
+		return <-done
+	}
+}
+
+// TestUpgradeRolls: `helm upgrade` changing a value rolls both replicas
+// while a client applies a sluice Job every 100 ms: none is refused.
+func TestUpgradeRolls(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	before, _, err := managerPods(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The replicas about to be replaced ran the tests before this one.
+	if refused := refusals(); len(refused) > 0 {
+		t.Errorf("sluice's pods were refused requests:\n%s", strings.Join(refused, "\n"))
+	}
+	applied := applyEvery100ms(ctx, ns)
 	var secretBefore, secretAfter corev1.Secret
 	if err := kube.Get(ctx, client.ObjectKey{Namespace: releaseNS, Name: certSecret}, &secretBefore); err != nil {
 		t.Fatal(err)
@@ -600,8 +614,7 @@ func TestUpgradeRolls(t *testing.T) {
 		return rolled, err
 	})
 	time.Sleep(3 * time.Second)
-	close(stop)
-	n := <-done
+	n := applied()
 	after, _, _ := managerPods(ctx)
 	for _, p := range after {
 		if slices.ContainsFunc(before, func(o corev1.Pod) bool { return o.UID == p.UID }) {
