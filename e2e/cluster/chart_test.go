@@ -27,8 +27,6 @@ import (
 // Pinned versions of the projects whose CRDs the chart's optional objects
 // are validated against. Their Go modules ship the CRD manifests.
 const (
-	certManagerModule   = "github.com/cert-manager/cert-manager"
-	certManagerVersion  = "v1.21.2"
 	promOperatorModule  = "github.com/prometheus-operator/prometheus-operator"
 	promOperatorVersion = "v0.88.0"
 )
@@ -118,15 +116,11 @@ func caBundles(t *testing.T) map[string][]byte {
 // its Deployments are admitted under the restricted Pod Security Standard.
 func TestChartDryRun(t *testing.T) {
 	ctx := context.Background()
-	cmDir, err := framework.ModuleDir(certManagerModule, certManagerVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
 	promDir, err := framework.ModuleDir(promOperatorModule, promOperatorVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
-	crds, err := framework.ReadObjects(cmDir + "/deploy/crds/*.yaml")
+	crds, err := framework.CertManagerCRDs()
 	if err != nil {
 		t.Fatal(err)
 	}

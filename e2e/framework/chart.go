@@ -108,6 +108,23 @@ func ReadObjects(glob string) ([]*unstructured.Unstructured, error) {
 	return objs, nil
 }
 
+// cert-manager's release whose CRDs the chart's certManager mode is checked
+// against (its Go module ships them).
+const (
+	CertManagerModule  = "github.com/cert-manager/cert-manager"
+	CertManagerVersion = "v1.21.2"
+)
+
+// CertManagerCRDs returns cert-manager's CustomResourceDefinitions, from its
+// Go module.
+func CertManagerCRDs() ([]*unstructured.Unstructured, error) {
+	dir, err := ModuleDir(CertManagerModule, CertManagerVersion)
+	if err != nil {
+		return nil, err
+	}
+	return ReadObjects(dir + "/deploy/crds/*.yaml")
+}
+
 // ChartWebhookConfigurations renders the chart's webhook configurations for
 // release in namespace: the one registration of sluice's webhooks, which
 // envtest points at its local webhook server (it replaces each Service

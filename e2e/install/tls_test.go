@@ -37,8 +37,6 @@ import (
 // real: the chart with certManager.enabled=true, the manager's pods
 // mounting the Secret and serving what it holds.
 const (
-	certManagerModule  = "github.com/cert-manager/cert-manager"
-	certManagerVersion = "v1.21.2"
 	// The ClusterIssuer the release is configured with; nothing serves it
 	// but this test.
 	issuerName = "sluice-e2e-ca"
@@ -190,11 +188,7 @@ func servedSerials(ctx context.Context) (map[string]int64, error) {
 // replicas while a client creates a sluice Job every 100 ms: none refused.
 func TestCertManagerMode(t *testing.T) {
 	ctx := context.Background()
-	dir, err := framework.ModuleDir(certManagerModule, certManagerVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crds, err := framework.ReadObjects(dir + "/deploy/crds/*.yaml")
+	crds, err := framework.CertManagerCRDs()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,27 +258,7 @@ func TestCertManagerMode(t *testing.T) {
 
 	// Renewal mid-run.
 	ns := namespace(t)
-	stop := make(chan struct{})
-	var created int
-	var refused []string
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			if err := kube.Create(ctx, simJob(fmt.Sprintf("s%d", i), ns, fmt.Sprintf("r%d", i), 0)); err != nil {
-				refused = append(refused, err.Error())
-			} else {
-				created++
-			}
-		}
-	}()
+	applied := applyEvery100ms(ctx, ns)
 	if err := ca.issue(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
@@ -305,12 +279,11 @@ func TestCertManagerMode(t *testing.T) {
 	})
 	took := time.Since(renewed)
 	time.Sleep(2 * time.Second)
-	close(stop)
-	<-done
-	if len(refused) > 0 {
-		t.Errorf("while the certificate was replaced, %d sluice Jobs were created and %d refused:\n%s", created, len(refused), strings.Join(refused, "\n"))
+	n := applied()
+	if len(n.refused) > 0 {
+		t.Errorf("while the certificate was replaced, %d sluice Jobs were created and %d refused:\n%s", n.created, len(n.refused), strings.Join(n.refused, "\n"))
 	}
-	t.Logf("renewed certificate served by both replicas %s after it was written; %d sluice Jobs created meanwhile, none refused", took.Round(100*time.Millisecond), created)
+	t.Logf("renewed certificate served by both replicas %s after it was written; %d sluice Jobs created meanwhile, none refused", took.Round(100*time.Millisecond), n.created)
 	var secret corev1.Secret
 	if err := kube.Get(ctx, client.ObjectKey{Namespace: releaseNS, Name: certSecret}, &secret); err != nil || !bytes.Equal(secret.Data["ca.crt"], ca.caPEM) {
 		t.Errorf("Secret %s: %v; want the issuer's CA in ca.crt", certSecret, err)
