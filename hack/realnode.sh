@@ -205,13 +205,14 @@ start_holder() {
 # (kept in the node's directory) among those no other interface of this
 # machine routes, so that the dev and the e2e clusters' nodes never share one.
 node_subnet() {
-	local f=$NODE_DIR/subnet i octet
+	local f=$NODE_DIR/subnet i octet start
 	if [[ -s $f ]]; then
 		cat "$f"
 		return
 	fi
+	start=$((0x$(printf '%s' "$NODE_DIR" | cksum | cut -c1-4)))
 	for i in $(seq 0 63); do
-		octet=$((64 + (0x$(printf '%s' "$NODE_DIR" | cksum | cut -c1-4) + i) % 64))
+		octet=$((64 + (start + i) % 64))
 		if [[ -z $(ip -4 route show "100.$octet.0.0/16" 2>/dev/null) ]]; then
 			echo "100.$octet.0.0/16" | tee "$f"
 			return
